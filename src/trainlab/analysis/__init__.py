@@ -1,0 +1,1 @@
+"""Explaining results: model summaries (and, as they land, reports, plots, checkpoint diffs)."""

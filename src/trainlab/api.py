@@ -1,0 +1,205 @@
+"""The Python API: ``train``, ``evaluate``, ``load``, ``predict``. The CLI only calls these.
+
+    run = trainlab.train("recipes/mnist.yaml", "train.epochs=2", data={"root": "data/mnist"})
+    run.dir, run.test["acc1"], run.best_checkpoint
+    model = trainlab.load(run.best_checkpoint); model.class_names
+
+A model (nn.Module) or datasets (a dict of split -> torch Dataset of (input, target)) can be
+passed directly from a notebook instead of naming them in the recipe.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import torch
+from torch import nn
+
+from . import config as config_mod
+from . import registry
+from .config import Config
+from .data import BatchTransform, DatasetLoader, TensorLoader, build_data
+from .engine import Trainer, evaluate_model, load_checkpoint, load_model_state, resolve_device
+from .errors import CheckpointError, ConfigError, DataError
+from .models import build_model, count_parameters
+from .tracking import RunDir, read_metrics
+
+LOG = logging.getLogger("trainlab")
+SPLITS = ("train", "valid", "test")
+
+
+@dataclass
+class Run:
+    """What ``train`` returns: where the run lives and what it measured."""
+
+    dir: Path
+    config: Config
+    metrics: list = field(default_factory=list)
+    test: dict = field(default_factory=dict)
+
+    @property
+    def best_checkpoint(self) -> Path:
+        return self.dir / "checkpoints" / "best.pt"
+
+    @property
+    def last_checkpoint(self) -> Path:
+        return self.dir / "checkpoints" / "last.pt"
+
+
+def _config(recipe, overrides, sections: dict) -> Config:
+    items = list(overrides)
+    flat = {}
+    for section, values in sections.items():
+        if not isinstance(values, dict):
+            raise ConfigError(f"keyword '{section}' must be a dict of overrides, got {values!r}")
+        flat.update({f"{section}.{k}": v for k, v in values.items()})
+    data = config_mod.load(recipe, items)
+    return config_mod.load(data, flat) if flat else data
+
+
+def make_loaders(cfg: Config, bundle, device: torch.device) -> dict:
+    tf = BatchTransform(bundle.mean, bundle.std, cfg.data.crop_padding, cfg.data.hflip)
+    eval_bs = cfg.data.eval_batch_size or 4 * cfg.data.batch_size
+    return {name: TensorLoader(s, cfg.data.batch_size if name == "train" else eval_bs,
+                               shuffle=name == "train", seed=cfg.train.seed, transform=tf, device=device)
+            for name, s in bundle.splits.items()}
+
+
+def _dataset_loaders(cfg: Config, datasets: dict, device) -> dict:
+    unknown = [k for k in datasets if k not in SPLITS]
+    if unknown or "train" not in datasets:
+        raise DataError(f"datasets must be a dict with 'train' (and optionally 'valid', 'test'); got {list(datasets)}")
+    eval_bs = cfg.data.eval_batch_size or 4 * cfg.data.batch_size
+    return {k: DatasetLoader(d, cfg.data.batch_size if k == "train" else eval_bs, shuffle=k == "train",
+                             seed=cfg.train.seed, device=device, num_workers=cfg.data.num_workers)
+            for k, d in datasets.items()}
+
+
+def _find_resume(cfg: Config) -> Optional[Path]:
+    """train.resume=auto: run.dir's last.pt, else the newest run of this name that has one."""
+    if cfg.train.resume != "auto":
+        return Path(cfg.train.resume) if cfg.train.resume else None
+    if cfg.run.dir:
+        p = Path(cfg.run.dir) / "checkpoints" / "last.pt"
+        return p if p.exists() else None
+    parent = Path(cfg.run.root) / (cfg.run.name or "run")
+    found = sorted(parent.glob("*/checkpoints/last.pt"), key=lambda p: p.stat().st_mtime)
+    return found[-1] if found else None
+
+
+def _trim_metrics(run: RunDir, step: int) -> None:
+    """Drop records a crashed run wrote after the checkpoint it resumes from."""
+    path = run.path / "metrics.jsonl"
+    if path.exists():
+        import json
+
+        keep = [r for r in read_metrics(run.path) if r["step"] <= step and "checkpoint" not in r]
+        path.write_text("".join(json.dumps(r) + "\n" for r in keep), encoding="utf-8")
+
+
+def train(recipe=None, *overrides: str, model: nn.Module | None = None, datasets: dict | None = None,
+          class_names: list[str] | None = None, argv: list[str] | None = None, **sections) -> Run:
+    """Train from a recipe (path, dict or Config) plus dotted overrides; returns the ``Run``."""
+    cfg = _config(recipe, overrides, sections)
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    device = resolve_device(cfg.train.device)
+    torch.manual_seed(cfg.train.seed)
+    if datasets is not None:
+        loaders = _dataset_loaders(cfg, datasets, device)
+        first_x, _ = datasets["train"][0]
+        input_shape = tuple(torch.as_tensor(first_x).shape)
+        names = class_names
+        meta_data = {"input_shape": list(input_shape), "class_names": names}
+        split_indices = {}
+    else:
+        bundle = build_data(cfg.data)
+        loaders = make_loaders(cfg, bundle, device)
+        input_shape, names = bundle.input_shape, bundle.class_names
+        meta_data, split_indices = bundle.info(), bundle.split_indices
+        LOG.info("data %s from %s: %s", cfg.data.name, bundle.source,
+                 ", ".join(f"{k} {len(v):,}" for k, v in bundle.splits.items()))
+    num_classes = len(names) if names else None
+    if model is None:
+        model = build_model(cfg.model, num_classes, input_shape)
+    if num_classes is None:
+        raise ConfigError("pass class_names=[...] when passing datasets directly")
+    task = registry.TASKS.create(cfg.task.name, cfg.task, num_classes)
+    resume = _find_resume(cfg)
+    if resume is not None and cfg.run.dir is None:
+        cfg.run.dir = str(resume.parent.parent)  # continue in the run directory being resumed
+    run = RunDir.create(cfg)
+    handler = run.attach_log()
+    try:
+        run.write_start(cfg, device, argv)
+        if split_indices:
+            run.write_json("splits.json", split_indices)
+        meta = {**meta_data, "num_classes": num_classes, "task": cfg.task.name,
+                "model_class": type(model).__module__ + ":" + type(model).__qualname__}
+        trainer = Trainer(cfg, model, task, loaders, device, run, meta)
+        total, trainable = count_parameters(trainer.model)
+        LOG.info("run directory %s; model %s: %s parameters (%s trainable, %s frozen); device %s",
+                 run.path, cfg.model.class_path or cfg.model.name, f"{total:,}", f"{trainable:,}",
+                 f"{total - trainable:,}", device)
+        if resume is not None:
+            trainer.resume(resume)
+            _trim_metrics(run, trainer.state.step)
+        elif cfg.train.resume == "auto":
+            LOG.info("train.resume=auto: no checkpoint found, starting fresh")
+        test = trainer.fit()
+    finally:
+        logging.getLogger("trainlab").removeHandler(handler)
+        handler.close()
+    return Run(run.path, cfg, read_metrics(run.path), test)
+
+
+# ---------------------------------------------------------------------- checkpoints in use
+def load(checkpoint: str | Path, device: str = "cpu") -> nn.Module:
+    """A checkpoint -> its model in eval mode, with ``.class_names``, ``.trainlab_config``, ``.trainlab_meta``."""
+    ckpt = load_checkpoint(checkpoint, map_location="cpu")
+    if "config" not in ckpt or "model" not in ckpt:
+        raise CheckpointError(f"{checkpoint}: not a trainlab checkpoint (no config/model entries)")
+    cfg = config_mod.from_dict(ckpt["config"])
+    meta = ckpt.get("meta", {})
+    search = [Path(checkpoint).resolve().parent.parent.parent]  # a custom module beside the runs folder
+    model = build_model(cfg.model, meta.get("num_classes"), meta.get("input_shape"), search_dirs=search)
+    load_model_state(model, ckpt["model"], str(checkpoint))
+    model.class_names = meta.get("class_names")
+    model.trainlab_config = cfg
+    model.trainlab_meta = meta
+    return model.to(resolve_device(device)).eval()
+
+
+def evaluate(checkpoint: str | Path, *overrides: str, split: str = "test", out: str | Path | None = None) -> dict:
+    """Evaluate a checkpoint on a split of its dataset (data.* overrides allowed)."""
+    import json
+
+    model = load(checkpoint)
+    bad = [o for o in overrides if not o.split("=", 1)[0].startswith(("data.", "train.device", "train.precision"))]
+    if bad:
+        raise ConfigError(f"eval accepts data.*, train.device and train.precision overrides, not: {', '.join(bad)}")
+    cfg = config_mod.load(model.trainlab_config, list(overrides))
+    device = resolve_device(cfg.train.device)
+    bundle = build_data(cfg.data)
+    if split not in bundle.splits:
+        raise ConfigError(f"split '{split}' does not exist; have {', '.join(bundle.splits)}")
+    if bundle.class_names != model.class_names:
+        raise DataError(f"the dataset's classes {bundle.class_names[:5]}... differ from the checkpoint's "
+                        f"{model.class_names[:5]}...")
+    meta = model.trainlab_meta
+    bundle.mean, bundle.std = meta.get("mean", bundle.mean), meta.get("std", bundle.std)  # the training stats
+    loaders = make_loaders(cfg, bundle, device)
+    task = registry.TASKS.create(cfg.task.name, cfg.task, len(bundle.class_names))
+    result, meter = evaluate_model(model.to(device), task, loaders[split], device, cfg.train.precision,
+                                   keep_predictions=True)
+    result = {"checkpoint": str(checkpoint), "split": split, **result, **meter.details(bundle.class_names)}
+    out = Path(out) if out else Path(checkpoint).with_name(f"eval_{split}_{Path(checkpoint).stem}.json")
+    try:
+        out.write_text(json.dumps(result, indent=2), encoding="utf-8")
+        result["written_to"] = str(out)
+    except OSError as e:
+        LOG.warning("could not write %s: %s", out, e)
+    return result

@@ -1,0 +1,169 @@
+"""Command line: wiring only. Each subcommand parses its arguments and calls the library."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from .errors import TrainlabError
+
+LOG = logging.getLogger("trainlab")
+
+
+class _TqdmHandler(logging.StreamHandler):
+    """Log lines that do not tear the progress bar."""
+
+    def emit(self, record):
+        try:
+            from tqdm import tqdm
+
+            tqdm.write(self.format(record), file=sys.stderr)
+        except Exception:  # noqa: BLE001 - logging must never break training
+            self.handleError(record)
+
+
+def _setup_logging(verbose: bool) -> None:
+    handler = _TqdmHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    LOG.handlers[:] = [handler]
+    LOG.setLevel(logging.DEBUG if verbose else logging.INFO)
+    LOG.propagate = False
+
+
+def cmd_train(args) -> int:
+    from . import api
+
+    run = api.train(args.recipe, *args.overrides, argv=["trainlab", *sys.argv[1:]])
+    last = {r["split"]: r for r in run.metrics}
+    print(f"run directory: {run.dir}")
+    if run.test:
+        print(f"test accuracy (best checkpoint, epoch {last['test'].get('best_epoch')}): "
+              f"{run.test['acc1']:.4f}  top-5 {run.test['acc5']:.4f}  loss {run.test['loss']:.4f}")
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from . import api
+
+    result = api.evaluate(args.checkpoint, *args.overrides, split=args.split, out=args.out)
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    print(f"{args.checkpoint} on {result['split']} ({result['samples']:,} samples): loss {result['loss']:.4f}  "
+          f"acc1 {result['acc1']:.4f}  acc5 {result['acc5']:.4f}")
+    print(f"{'class':>16} {'precision':>9} {'recall':>9} {'f1':>9} {'support':>8}")
+    for r in result["per_class"]:
+        print(f"{r['class'][:16]:>16} {r['precision']:9.4f} {r['recall']:9.4f} {r['f1']:9.4f} {r['support']:8d}")
+    if "written_to" in result:
+        print(f"written to {result['written_to']}")
+    return 0
+
+
+def cmd_predict(args) -> int:
+    from . import api
+    from .inference import list_images, predict_files, write_predictions_csv
+
+    model = api.load(args.checkpoint, device=args.device)
+    rows = predict_files(model, list_images(args.inputs), topk=args.topk)
+    for r in rows:
+        print(f"{r['path']}: " + ", ".join(f"{name} {p:.3f}" for name, p in r["top"]))
+    out = write_predictions_csv(rows, args.out or "predictions.csv")
+    print(f"{len(rows)} prediction(s) written to {out}")
+    return 0
+
+
+def cmd_summary(args) -> int:
+    from .analysis.summary import model_for_summary, parse_input, summarize
+
+    shape = parse_input(args.input) if args.input else None
+    model, shape = model_for_summary(args.target, shape, args.num_classes)
+    print(summarize(model, shape, depth=args.depth))
+    return 0
+
+
+def cmd_config(args) -> int:
+    from . import config
+
+    cfg = config.load(args.recipe, args.overrides)
+    print(cfg.to_yaml(), end="")
+    return 0
+
+
+def cmd_list(args) -> int:
+    from . import registry
+    from .config import field_docs
+
+    if args.what == "keys":
+        for key, doc in field_docs():
+            print(f"{key:32} {doc}")
+        return 0
+    reg = {"models": registry.MODELS, "datasets": registry.DATASETS, "optimizers": registry.OPTIMIZERS,
+           "schedules": registry.SCHEDULES, "tasks": registry.TASKS}[args.what]
+    for name in reg.names():
+        doc = (reg.get(name).__doc__ or "").strip().splitlines()
+        print(f"{name:16} {doc[0] if doc else ''}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="trainlab", description="Deep-learning labs from YAML recipes.")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train from a recipe: trainlab train RECIPE.yaml [key=value ...]")
+    t.add_argument("recipe")
+    t.add_argument("overrides", nargs="*", help="dotted overrides such as optim.lr=3e-4 train.epochs=5")
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("eval", help="evaluate a checkpoint: trainlab eval CKPT [data.key=value ...]")
+    e.add_argument("checkpoint")
+    e.add_argument("overrides", nargs="*", help="data.* overrides, e.g. data.root=PATH")
+    e.add_argument("--split", default="test", choices=["train", "valid", "test"])
+    e.add_argument("--out", help="JSON file for the results (default: beside the checkpoint)")
+    e.add_argument("--json", action="store_true", help="print the full JSON result")
+    e.set_defaults(func=cmd_eval)
+
+    pr = sub.add_parser("predict", help="top-k classes for an image file or a folder of images")
+    pr.add_argument("checkpoint")
+    pr.add_argument("inputs", help="image file or folder")
+    pr.add_argument("--topk", type=int, default=5)
+    pr.add_argument("--out", help="CSV file (default: predictions.csv)")
+    pr.add_argument("--device", default="cpu")
+    pr.set_defaults(func=cmd_predict)
+
+    s = sub.add_parser("summary", help="per-layer output shapes and parameter counts")
+    s.add_argument("target", help="model name, recipe .yaml or checkpoint .pt")
+    s.add_argument("--input", help="input size without batch, e.g. 1x28x28 or 3x64x64")
+    s.add_argument("--num-classes", type=int, default=10)
+    s.add_argument("--depth", type=int, default=4)
+    s.set_defaults(func=cmd_summary)
+
+    c = sub.add_parser("config", help="print a recipe's fully resolved config")
+    c.add_argument("recipe")
+    c.add_argument("overrides", nargs="*")
+    c.set_defaults(func=cmd_config)
+
+    ls = sub.add_parser("list", help="list registered models, datasets, optimizers, schedules or config keys")
+    ls.add_argument("what", choices=["models", "datasets", "optimizers", "schedules", "tasks", "keys"])
+    ls.set_defaults(func=cmd_list)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _setup_logging(args.verbose)
+    try:
+        return args.func(args)
+    except TrainlabError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as e:
+        print(f"\n{e or 'interrupted'}", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

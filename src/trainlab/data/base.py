@@ -1,0 +1,146 @@
+"""In-memory image data: one uint8 tensor per split, split by seed, described once.
+
+A dataset factory returns a ``RawImages`` (its own train/test splits as uint8 tensors);
+``build_data`` turns it into a ``DataBundle`` with train/valid/test splits, class names and
+normalisation statistics. Everything downstream works on these tensors in batches.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+import torch
+
+from ..config import DataConfig
+from ..errors import DataError
+
+
+@dataclass
+class ImageSet:
+    """A split held in memory. ``images``: [N, C, H, W] uint8; ``labels``: [N] int64."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    ids: Optional[list[str]] = None  # a stable name per sample (file path or 'mnist:train:17')
+
+    def __post_init__(self):
+        if self.images.dtype != torch.uint8 or self.images.dim() != 4:
+            raise DataError(f"images must be uint8 [N, C, H, W], got {self.images.dtype} "
+                            f"{tuple(self.images.shape)}")
+        if len(self.images) != len(self.labels):
+            raise DataError(f"{len(self.images)} images but {len(self.labels)} labels")
+        self.labels = self.labels.long()
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def subset(self, index: torch.Tensor) -> "ImageSet":
+        ids = [self.ids[i] for i in index.tolist()] if self.ids is not None else None
+        return ImageSet(self.images[index], self.labels[index], ids)
+
+    def sample_id(self, i: int) -> str:
+        return self.ids[i] if self.ids is not None else str(i)
+
+
+@dataclass
+class RawImages:
+    """What a dataset factory returns: its own splits (test may be absent)."""
+
+    train: ImageSet
+    test: Optional[ImageSet]
+    class_names: list[str]
+    source: str = ""  # where it was read from, for the log
+
+
+@dataclass
+class DataBundle:
+    splits: dict[str, ImageSet]
+    class_names: list[str]
+    input_shape: tuple[int, ...]  # (C, H, W)
+    mean: list[float]
+    std: list[float]
+    split_indices: dict[str, list[int]] = field(default_factory=dict)
+    source: str = ""
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def info(self) -> dict:
+        """What a checkpoint needs to rebuild inputs for prediction."""
+        return {"input_shape": list(self.input_shape), "mean": self.mean, "std": self.std,
+                "class_names": self.class_names}
+
+
+def _check_labels(s: ImageSet, num_classes: int, split: str) -> None:
+    if len(s) == 0:
+        raise DataError(f"the {split} split is empty")
+    lo, hi = int(s.labels.min()), int(s.labels.max())
+    if lo < 0 or hi >= num_classes:
+        raise DataError(f"{split} labels range over [{lo}, {hi}] but there are {num_classes} classes")
+
+
+def split_off(s: ImageSet, fraction: float, seed: int) -> tuple[ImageSet, ImageSet, torch.Tensor, torch.Tensor]:
+    """Random split by fraction; returns (kept, held_out, kept_index, held_index)."""
+    g = torch.Generator().manual_seed(seed)
+    perm = torch.randperm(len(s), generator=g)
+    n_out = int(round(len(s) * fraction))
+    held, kept = perm[:n_out].sort().values, perm[n_out:].sort().values
+    return s.subset(kept), s.subset(held), kept, held
+
+
+def channel_stats(images: torch.Tensor, chunk: int = 8192) -> tuple[list[float], list[float]]:
+    """Per-channel mean/std of uint8 images in [0, 1] units, in chunks to bound memory."""
+    c = images.shape[1]
+    s = torch.zeros(c, dtype=torch.float64)
+    s2 = torch.zeros(c, dtype=torch.float64)
+    for i in range(0, len(images), chunk):
+        x = images[i:i + chunk].to(torch.float64).div_(255).transpose(0, 1).reshape(c, -1)
+        s += x.sum(1)
+        s2 += (x * x).sum(1)
+    n = images.numel() // c
+    mean = s / n
+    std = (s2 / n - mean * mean).clamp_min(1e-12).sqrt()
+    return mean.tolist(), std.tolist()
+
+
+def build_data(cfg: DataConfig, raw: RawImages | None = None) -> DataBundle:
+    """Factory output -> train/valid/test with the configured fractions and seed."""
+    from .. import registry
+
+    if raw is None:
+        raw = registry.DATASETS.create(cfg.name, cfg)
+    if len(raw.class_names) < 2:
+        raise DataError(f"dataset '{cfg.name}' has {len(raw.class_names)} class(es); classification needs >= 2")
+    train, test = raw.train, raw.test
+    base = torch.arange(len(train))
+    indices: dict[str, list[int]] = {}
+    if test is None:
+        if cfg.test_fraction <= 0:
+            raise DataError(f"dataset '{cfg.name}' has no test split: set data.test_fraction (e.g. 0.2)")
+        train, test, keep, held = split_off(train, cfg.test_fraction, cfg.split_seed + 1)
+        indices["test"] = base[held].tolist()
+        base = base[keep]
+    splits = {"train": train}
+    if cfg.valid_fraction > 0:
+        train, valid, keep, held = split_off(train, cfg.valid_fraction, cfg.split_seed)
+        splits = {"train": train, "valid": valid}
+        indices["valid"] = base[held].tolist()
+        base = base[keep]
+    indices["train"] = base.tolist()
+    splits["test"] = test
+    if cfg.max_samples:
+        splits = {k: v.subset(torch.arange(min(cfg.max_samples, len(v)))) for k, v in splits.items()}
+        indices = {k: v[:cfg.max_samples] for k, v in indices.items()}
+    for name, s in splits.items():
+        _check_labels(s, len(raw.class_names), name)
+    shapes = {tuple(s.images.shape[1:]) for s in splits.values()}
+    if len(shapes) != 1:
+        raise DataError(f"splits have different image shapes: {sorted(shapes)}")
+    if cfg.normalize:
+        mean, std = channel_stats(splits["train"].images)
+    else:
+        c = splits["train"].images.shape[1]
+        mean, std = [0.0] * c, [1.0] * c
+    return DataBundle(splits, list(raw.class_names), shapes.pop(), mean, std, indices, raw.source)

@@ -1,0 +1,140 @@
+"""Batch iteration with no per-sample Python work, resumable from any batch.
+
+``TensorLoader`` keeps a split as one uint8 tensor on the training device, draws a
+permutation per epoch from (seed, epoch) and augments whole batches there. Because every
+random choice is a function of (seed, epoch, batch), a run resumed at batch k of an epoch
+sees exactly the batches an uninterrupted run would. ``DatasetLoader`` wraps any
+``torch.utils.data.Dataset`` (a notebook user's own) with the same interface.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Iterator, Optional
+
+import torch
+import torch.nn.functional as F
+
+from .base import ImageSet
+
+
+def _seed(*parts: int) -> int:
+    h = 1469598103934665603
+    for p in parts:
+        h = ((h ^ (p & 0xFFFFFFFF)) * 1099511628211) & 0x7FFFFFFFFFFFFFFF
+    return h
+
+
+class BatchTransform:
+    """uint8 [B, C, H, W] -> normalised float, with batched random crop/flip in training."""
+
+    def __init__(self, mean, std, crop_padding: int = 0, hflip: bool = False):
+        self.mean = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
+        self.std = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
+        self.crop_padding = crop_padding
+        self.hflip = hflip
+
+    def __call__(self, x: torch.Tensor, train: bool, gen: Optional[torch.Generator]) -> torch.Tensor:
+        if train and self.crop_padding:
+            x = random_crop(x, self.crop_padding, gen)
+        if train and self.hflip:
+            flip = (torch.rand(len(x), generator=gen) < 0.5).to(x.device)
+            x = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
+        x = x.float().div_(255)
+        return (x - self.mean.to(x.device)) / self.std.to(x.device)
+
+
+def random_crop(x: torch.Tensor, pad: int, gen: Optional[torch.Generator]) -> torch.Tensor:
+    """Per-sample random crop of size HxW from the zero-padded batch, by gathering indices."""
+    b, _, h, w = x.shape
+    xp = F.pad(x, (pad, pad, pad, pad))
+    dy = torch.randint(0, 2 * pad + 1, (b,), generator=gen).to(x.device)
+    dx = torch.randint(0, 2 * pad + 1, (b,), generator=gen).to(x.device)
+    rows = (dy.view(b, 1) + torch.arange(h, device=x.device)).view(b, 1, h, 1)
+    cols = (dx.view(b, 1) + torch.arange(w, device=x.device)).view(b, 1, 1, w)
+    bi = torch.arange(b, device=x.device).view(b, 1, 1, 1)
+    ci = torch.arange(x.shape[1], device=x.device).view(1, -1, 1, 1)
+    return xp[bi, ci, rows, cols]
+
+
+class TensorLoader:
+    """Batches of a split held as tensors on ``device``; yields dicts of inputs/targets/index."""
+
+    def __init__(self, data: ImageSet, batch_size: int, *, shuffle: bool, seed: int,
+                 transform: BatchTransform, device: torch.device, drop_last: bool = False):
+        self.data = data
+        self.images = data.images.to(device)
+        self.labels = data.labels.to(device)
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.seed = seed
+        self.transform = transform
+        self.device = device
+        self.drop_last = drop_last and len(data) >= batch_size
+
+    def __len__(self) -> int:
+        n = len(self.labels)
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    @property
+    def num_samples(self) -> int:
+        return len(self) * self.batch_size if self.drop_last else len(self.labels)
+
+    def iterate(self, epoch: int = 0, start: int = 0) -> Iterator[dict]:
+        n = len(self.labels)
+        if self.shuffle:
+            order = torch.randperm(n, generator=torch.Generator().manual_seed(_seed(self.seed, epoch)))
+        else:
+            order = torch.arange(n)
+        for b in range(start, len(self)):
+            idx = order[b * self.batch_size:(b + 1) * self.batch_size]
+            gen = torch.Generator().manual_seed(_seed(self.seed, epoch, b, 7)) if self.shuffle else None
+            dev_idx = idx.to(self.device)
+            x = self.transform(self.images[dev_idx], train=self.shuffle, gen=gen)
+            yield {"inputs": x, "targets": self.labels[dev_idx], "index": idx}
+
+    def __iter__(self):
+        return self.iterate()
+
+
+class DatasetLoader:
+    """Any map-style Dataset of (input, target) pairs, through torch's DataLoader."""
+
+    def __init__(self, dataset, batch_size: int, *, shuffle: bool, seed: int, device: torch.device,
+                 num_workers: int = 0, drop_last: bool = False):
+        self.dataset = dataset
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.seed = seed
+        self.device = device
+        self.num_workers = num_workers
+        self.drop_last = drop_last
+
+    def __len__(self) -> int:
+        n = len(self.dataset)
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    @property
+    def num_samples(self) -> int:
+        return len(self) * self.batch_size if self.drop_last else len(self.dataset)
+
+    def iterate(self, epoch: int = 0, start: int = 0) -> Iterator[dict]:
+        g = torch.Generator().manual_seed(_seed(self.seed, epoch))
+        order = torch.randperm(len(self.dataset), generator=g) if self.shuffle else torch.arange(len(self.dataset))
+        batches = [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+        if self.drop_last and batches and len(batches[-1]) < self.batch_size:
+            batches.pop()
+        loader = torch.utils.data.DataLoader(
+            self.dataset, batch_sampler=[b.tolist() for b in batches[start:]],
+            num_workers=self.num_workers, pin_memory=self.device.type == "cuda",
+            persistent_workers=False)
+        for b, (x, y) in zip(batches[start:], loader):
+            yield {"inputs": x.to(self.device, non_blocking=True),
+                   "targets": torch.as_tensor(y).to(self.device, non_blocking=True), "index": b}
+
+    def __iter__(self):
+        return self.iterate()
+
+
+def first_batches(loader, n: int) -> list[dict]:
+    return list(itertools.islice(loader.iterate(0), n))

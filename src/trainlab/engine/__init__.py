@@ -1,0 +1,8 @@
+"""The Trainer and what it needs: optimizers, schedules, checkpoints, devices."""
+
+from .checkpoint import load_checkpoint, load_model_state, save_checkpoint
+from .device import autocast, resolve_device
+from .trainer import Trainer, evaluate_model
+
+__all__ = ["Trainer", "evaluate_model", "load_checkpoint", "load_model_state", "save_checkpoint",
+           "autocast", "resolve_device"]

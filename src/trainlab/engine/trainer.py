@@ -1,0 +1,342 @@
+"""The one training loop. It knows batches, losses and metrics dicts, never images or words.
+
+``Trainer.fit`` runs epochs of optimizer steps with autocast, accumulation and clipping,
+evaluates after each epoch, keeps ``last.pt`` (resumable at any step boundary) and
+``best.pt`` (on ``train.monitor``), stops early on patience, and ends by evaluating the best
+checkpoint on the test split. A resumed run replays exactly what an uninterrupted run does:
+batches are functions of (seed, epoch, batch) and the RNG state travels in the checkpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import signal
+import threading
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Optional
+
+import torch
+from torch import nn
+
+from ..config import Config
+from ..errors import ConfigError, NonFiniteLossError
+from ..tracking import MetricsWriter, RunDir
+from .checkpoint import load_checkpoint, load_model_state, save_checkpoint
+from .device import autocast
+from .optim import build_optimizer
+from .schedules import Schedule
+
+LOG = logging.getLogger("trainlab")
+
+
+@torch.no_grad()
+def evaluate_model(model: nn.Module, task, loader, device: torch.device, precision: str = "fp32",
+                   keep_predictions: bool = False):
+    """One pass over ``loader`` in eval mode -> (metrics dict, meter with optional predictions)."""
+    model.eval()
+    meter = task.meter(keep_predictions)
+    t0 = time.perf_counter()
+    for batch in loader.iterate(0):
+        with autocast(device, precision):
+            out = task.step(model, batch, train=False)
+        meter.update(out, batch)
+    result = meter.compute()
+    seconds = time.perf_counter() - t0
+    result.update(seconds=round(seconds, 3), samples_per_s=round(result["samples"] / max(seconds, 1e-9), 1))
+    return result, meter
+
+
+@dataclass
+class TrainState:
+    epoch: int = 0          # epoch in progress (0-based)
+    batch: int = 0          # next batch index within that epoch
+    step: int = 0           # optimizer steps taken
+    best: Optional[float] = None
+    best_epoch: Optional[int] = None
+    bad_evals: int = 0
+    skipped_batches: int = 0
+    train_meter: Optional[dict] = None  # running sums of a partly done epoch
+
+
+def monitor_mode(metric: str) -> str:
+    return "min" if metric.split(".")[-1] in ("loss", "ppl", "perplexity", "error") else "max"
+
+
+class Trainer:
+    def __init__(self, cfg: Config, model: nn.Module, task, loaders: dict, device: torch.device,
+                 run: Optional[RunDir] = None, meta: Optional[dict] = None):
+        self.cfg, self.task, self.loaders, self.device, self.run = cfg, task, loaders, device, run
+        self.model = model.to(device)
+        self.meta = meta or {}
+        tc = cfg.train
+        self.monitor_split, self.monitor_key = tc.monitor.split(".", 1)
+        if self.monitor_split not in loaders:
+            raise ConfigError(f"train.monitor={tc.monitor} but there is no '{self.monitor_split}' split "
+                              f"(splits: {', '.join(loaders)}); set data.valid_fraction > 0 or "
+                              f"train.monitor=train.loss")
+        self.mode = monitor_mode(tc.monitor)
+        self.optimizer = build_optimizer(self.model, cfg.optim)
+        train_batches = len(loaders["train"])
+        self.steps_per_epoch = max(1, math.ceil(train_batches / tc.accumulate))
+        total = self.steps_per_epoch * tc.epochs
+        self.total_steps = min(total, tc.max_steps) if tc.max_steps else total
+        self.schedule = Schedule(self.optimizer, cfg.schedule, cfg.optim.lr, self.steps_per_epoch,
+                                 self.total_steps, self.mode)
+        self.scaler = torch.amp.GradScaler(device.type, enabled=tc.precision == "fp16")
+        self.state = TrainState()
+        self.metrics: list[dict] = []
+        self.writer: Optional[MetricsWriter] = None
+        self._interrupted = False
+
+    # ------------------------------------------------------------------ checkpoints
+    def checkpoint_payload(self, full: bool = True) -> dict:
+        payload = {"model": self.model.state_dict(), "config": self.cfg.to_dict(), "meta": self.meta,
+                   "trainer": asdict(self.state)}
+        if full:
+            payload.update(optimizer=self.optimizer.state_dict(), schedule=self.schedule.state_dict(),
+                           scaler=self.scaler.state_dict(), rng=_rng_state())
+        return payload
+
+    def save(self, name: str, full: bool = True) -> Optional[Path]:
+        if self.run is None:
+            return None
+        return save_checkpoint(self.checkpoint_payload(full), self.run.checkpoints / name)
+
+    def resume(self, path: str | Path) -> None:
+        ckpt = load_checkpoint(path, map_location=self.device)
+        for key in ("optimizer", "schedule", "rng", "trainer"):
+            if key not in ckpt:
+                raise ConfigError(f"{path} cannot resume training: it has no '{key}' state "
+                                  f"(best.pt holds weights only; resume from last.pt)")
+        load_model_state(self.model, ckpt["model"], str(path))
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.schedule.load_state_dict(ckpt["schedule"])
+        self.scaler.load_state_dict(ckpt["scaler"])
+        self.state = TrainState(**ckpt["trainer"])
+        _set_rng_state(ckpt["rng"])
+        LOG.info("resumed from %s at epoch %d, batch %d, step %d", path, self.state.epoch + 1,
+                 self.state.batch, self.state.step)
+
+    # ------------------------------------------------------------------ evaluation
+    def evaluate(self, split: str, keep_predictions: bool = False):
+        return evaluate_model(self.model, self.task, self.loaders[split], self.device,
+                              self.cfg.train.precision, keep_predictions)
+
+    def _record(self, split: str, epoch: int, values: dict, **extra) -> dict:
+        rec = {"epoch": epoch, "step": self.state.step, "split": split, **values,
+               "lr": self.optimizer.param_groups[0]["lr"], **extra}
+        self.metrics.append(rec)
+        if self.writer is not None:
+            self.writer.write(rec)
+        return rec
+
+    # ------------------------------------------------------------------ training
+    def _train_step(self, batch: dict, meter, do_step: bool) -> bool:
+        """Forward/backward one batch; an optimizer step when ``do_step``. False if skipped."""
+        tc = self.cfg.train
+        with autocast(self.device, tc.precision):
+            out = self.task.step(self.model, batch, train=True)
+        loss = out["loss"]
+        if not torch.isfinite(loss):
+            return self._nonfinite(loss)
+        self.scaler.scale(loss / tc.accumulate).backward()
+        meter.update(out, batch)
+        if do_step:
+            if tc.grad_clip:
+                self.scaler.unscale_(self.optimizer)
+                nn.utils.clip_grad_norm_(self.model.parameters(), tc.grad_clip)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.optimizer.zero_grad(set_to_none=True)
+            self.state.step += 1
+            self.schedule.apply(self.state.step)
+        return True
+
+    def _nonfinite(self, loss: torch.Tensor) -> bool:
+        s = self.state
+        if self.cfg.train.on_nonfinite == "skip_batch":
+            s.skipped_batches += 1
+            self.optimizer.zero_grad(set_to_none=True)
+            LOG.warning("non-finite loss %s at epoch %d batch %d: batch skipped (%d so far)",
+                        loss.item(), s.epoch + 1, s.batch, s.skipped_batches)
+            return False
+        last = self.run.checkpoints / "last.pt" if self.run else None
+        where = f"last good checkpoint: {last}" if last and last.exists() else "no checkpoint written yet"
+        raise NonFiniteLossError(
+            f"loss became {loss.item()} at epoch {s.epoch + 1}, batch {s.batch}, step {s.step}; {where}. "
+            f"Lower optim.lr, set train.grad_clip, or train.on_nonfinite=skip_batch")
+
+    def _train_epoch(self, epoch: int, bar) -> tuple[dict, bool]:
+        """Returns (train metrics, stopped_by_max_steps)."""
+        tc, s = self.cfg.train, self.state
+        loader = self.loaders["train"]
+        meter = self.task.meter()
+        if s.train_meter:
+            meter.load_state_dict(s.train_meter, self.device)
+        n_batches = len(loader)
+        self.model.train()
+        t0 = time.perf_counter()
+        seen = 0
+        for batch in loader.iterate(epoch, start=s.batch):
+            b = s.batch
+            do_step = (b + 1) % tc.accumulate == 0 or b + 1 == n_batches
+            self._train_step(batch, meter, do_step)
+            s.batch = b + 1
+            seen += len(batch["targets"])
+            if bar is not None:
+                bar.update(1)
+                if s.batch % tc.log_every_steps == 0 or s.batch == n_batches:
+                    rate = seen / max(time.perf_counter() - t0, 1e-9)
+                    bar.set_postfix(loss=f"{meter.compute()['loss']:.4f}", samples_s=f"{rate:,.0f}")
+            if do_step:
+                s.train_meter = meter.state_dict()
+                if tc.checkpoint_every_steps and s.step % tc.checkpoint_every_steps == 0 and s.batch < n_batches:
+                    self.save("last.pt")
+                if tc.max_steps and s.step >= tc.max_steps:
+                    break
+                if self._interrupted:
+                    self._stop_interrupted()
+        seconds = time.perf_counter() - t0
+        stopped = bool(tc.max_steps and s.step >= tc.max_steps and s.batch < n_batches)
+        result = meter.compute()
+        result.update(seconds=round(seconds, 3), samples_per_s=round(seen / max(seconds, 1e-9), 1))
+        if s.skipped_batches:
+            result["skipped_batches"] = s.skipped_batches
+        return result, stopped
+
+    def _after_eval(self, epoch: int, evals: dict) -> bool:
+        """Best checkpoint, plateau and early stopping. Returns True when training should stop."""
+        s, tc = self.state, self.cfg.train
+        value = evals[self.monitor_split].get(self.monitor_key)
+        if value is None:
+            raise ConfigError(f"train.monitor={tc.monitor}: '{self.monitor_key}' is not a metric of this task "
+                              f"(have: {', '.join(k for k in evals[self.monitor_split] if k != 'samples')})")
+        self.schedule.observe(value)
+        improved = value == value and (s.best is None or (value > s.best if self.mode == "max" else value < s.best))
+        if improved:
+            s.best, s.best_epoch, s.bad_evals = value, epoch + 1, 0
+            self.save("best.pt", full=False)
+        else:
+            s.bad_evals += 1
+        patience = tc.early_stopping_patience
+        if patience is not None and s.bad_evals >= patience:
+            LOG.info("early stopping: %s did not improve for %d evaluation(s); best %.4f at epoch %s",
+                     tc.monitor, s.bad_evals, s.best, s.best_epoch)
+            return True
+        return False
+
+    def fit(self) -> dict:
+        if self.run is not None:
+            self.writer = MetricsWriter(self.run, self.cfg.run.tensorboard, purge_step=self.state.step + 1 if self.state.step else None)
+        previous = _install_sigint(self)
+        try:
+            return self._fit()
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGINT, previous)
+            if self.writer is not None:
+                self.writer.close()
+
+    def _stop_interrupted(self) -> None:
+        """Ctrl-C: finish the optimizer step in flight, save a resumable last.pt, then stop."""
+        path = self.save("last.pt")
+        where = f"; resume with: trainlab train ... train.resume=auto run.dir={self.run.path}" if path else ""
+        LOG.warning("interrupted at epoch %d, step %d: saved %s%s", self.state.epoch + 1, self.state.step,
+                    path, where)
+        raise KeyboardInterrupt(f"interrupted; resumable checkpoint {path}")
+
+    def _fit(self) -> dict:
+        tc, s = self.cfg.train, self.state
+        bar = _progress(self.cfg, len(self.loaders["train"]))
+        stop = s.epoch >= tc.epochs or bool(tc.max_steps and s.step >= tc.max_steps)
+        try:
+            while not stop:
+                epoch = s.epoch
+                if bar is not None:
+                    bar.reset(total=len(self.loaders["train"]))
+                    bar.update(s.batch)
+                    bar.set_description(f"epoch {epoch + 1}/{tc.epochs}")
+                train_metrics, stopped_early = self._train_epoch(epoch, bar)
+                stop = self._end_epoch(epoch, train_metrics, partial=stopped_early)
+        finally:
+            if bar is not None:
+                bar.close()
+        return self._final_test()
+
+    def _end_epoch(self, epoch: int, train_metrics: dict, partial: bool) -> bool:
+        tc, s = self.cfg.train, self.state
+        self._record("train", epoch + 1, train_metrics)
+        evals = {"train": train_metrics}
+        splits = [sp for sp in ("valid", "test") if sp in self.loaders and (sp == "valid" or tc.eval_test)]
+        for split in splits:
+            evals[split], _ = self.evaluate(split)
+            self._record(split, epoch + 1, evals[split])
+        LOG.info("epoch %d%s: %s", epoch + 1, " (stopped at train.max_steps)" if partial else "",
+                 "  ".join(f"{k} loss {v['loss']:.4f} acc1 {v.get('acc1', float('nan')):.4f}"
+                           for k, v in evals.items()))
+        stop = self._after_eval(epoch, evals) or partial
+        if not partial:
+            s.epoch, s.batch, s.train_meter = epoch + 1, 0, None
+        stop = stop or s.epoch >= tc.epochs or bool(tc.max_steps and s.step >= tc.max_steps)
+        self.save("last.pt")
+        return stop
+
+    def _final_test(self) -> dict:
+        """Evaluate the best checkpoint (or the current weights if none) on the test split."""
+        if "test" not in self.loaders:
+            return {}
+        best = self.run.checkpoints / "best.pt" if self.run else None
+        current = None
+        if best is not None and best.exists():
+            current = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+            load_model_state(self.model, load_checkpoint(best, self.device)["model"], str(best))
+        result, meter = self.evaluate("test", keep_predictions=True)
+        details = meter.details(self.meta.get("class_names") or [str(i) for i in range(meter.num_classes)])
+        self._record("test", self.state.best_epoch or self.state.epoch, result,
+                     best_epoch=self.state.best_epoch, checkpoint="best.pt" if current is not None else "last")
+        if self.run is not None:
+            self.run.write_json("eval_test.json", {"split": "test", **result, **details,
+                                                   "best_epoch": self.state.best_epoch})
+        if current is not None:
+            self.model.load_state_dict(current)
+        LOG.info("test (best epoch %s): loss %.4f acc1 %.4f acc5 %.4f", self.state.best_epoch,
+                 result["loss"], result["acc1"], result["acc5"])
+        return result
+
+
+def _install_sigint(trainer: Trainer):
+    """First Ctrl-C asks the loop to stop at the next step boundary; a second one kills at once."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def handler(signum, frame):
+        if trainer._interrupted:
+            raise KeyboardInterrupt
+        trainer._interrupted = True
+        LOG.warning("Ctrl-C: stopping after this step and saving a checkpoint (press again to abort)")
+
+    return signal.signal(signal.SIGINT, handler)
+
+
+def _progress(cfg: Config, total: int):
+    if not cfg.run.progress:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, unit="batch", dynamic_ncols=True, leave=False, disable=None)  # off when not a TTY
+
+
+def _rng_state() -> dict:
+    state = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"].cpu())
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([t.cpu() for t in state["cuda"]])

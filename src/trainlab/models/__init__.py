@@ -1,0 +1,86 @@
+"""Models: pure nn.Modules built by registered name or by the import path of the user's class.
+
+``build_model`` passes ``num_classes``, ``in_channels`` and ``input_size`` (from the data) to
+constructors that take them, then ``model.init_args``. A user's class with a no-argument
+constructor (as courses require) works unchanged.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import inspect
+import sys
+from pathlib import Path
+
+from torch import nn
+
+from ..config import ModelConfig
+from ..errors import ConfigError
+from ..registry import MODELS
+from . import convnet, lenet, mlp  # noqa: F401  (registration)
+
+
+def import_class(class_path: str, search_dirs=()) -> type:
+    """'pkg.module:ClassName' -> the class. Looks in the working directory and ``search_dirs``."""
+    module_name, _, attr = class_path.partition(":")
+    for d in [str(Path.cwd()), *map(str, search_dirs)]:
+        if d not in sys.path:
+            sys.path.append(d)
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as e:
+        raise ConfigError(f"model.class_path={class_path!r}: cannot import module '{module_name}' ({e}); "
+                          f"run from the folder that holds it or add it to PYTHONPATH") from None
+    cls = getattr(module, attr, None)
+    if cls is None:
+        raise ConfigError(f"model.class_path={class_path!r}: module '{module_name}' has no '{attr}'")
+    if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
+        raise ConfigError(f"model.class_path={class_path!r} is not an nn.Module class")
+    return cls
+
+
+def _check_args(factory, args: dict, what: str) -> None:
+    params = inspect.signature(factory).parameters
+    if any(p.kind == p.VAR_KEYWORD for p in params.values()):
+        return
+    for key in args:
+        if key not in params:
+            match = difflib.get_close_matches(key, list(params), n=1, cutoff=0.5)
+            hint = f"; did you mean 'model.init_args.{match[0]}'?" if match else \
+                f"; it takes: {', '.join(params) or 'no arguments'}"
+            raise ConfigError(f"unknown model argument 'model.init_args.{key}' for {what}{hint}")
+
+
+def build_model(cfg: ModelConfig, num_classes: int | None = None, input_shape=None,
+                search_dirs=()) -> nn.Module:
+    if cfg.class_path:
+        factory, what = import_class(cfg.class_path, search_dirs), cfg.class_path
+    else:
+        factory, what = MODELS.get(cfg.name), f"model '{cfg.name}'"
+    _check_args(factory, cfg.init_args, what)
+    params = inspect.signature(factory).parameters
+    inferred = {}
+    if num_classes is not None:
+        inferred["num_classes"] = num_classes
+    if input_shape is not None:
+        inferred["in_channels"] = input_shape[0]
+        inferred["input_size"] = tuple(input_shape[1:])
+    kwargs = {k: v for k, v in inferred.items() if k in params}
+    kwargs.update(cfg.init_args)
+    try:
+        return factory(**kwargs)
+    except TypeError as e:
+        raise ConfigError(f"cannot build {what} with {kwargs}: {e}") from None
+
+
+def count_parameters(model: nn.Module) -> tuple[int, int]:
+    """(total, trainable), shared tensors counted once."""
+    seen, total, trainable = set(), 0, 0
+    for p in model.parameters():
+        if id(p) in seen:
+            continue
+        seen.add(id(p))
+        total += p.numel()
+        trainable += p.numel() if p.requires_grad else 0
+    return total, trainable

@@ -1,0 +1,69 @@
+"""Build things by name: models, datasets, tasks, optimizers, schedules.
+
+Each registry maps a name to a factory. Modules register themselves on import; the
+registries import the built-in modules lazily so that ``import trainlab`` stays cheap.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+from typing import Callable
+
+from .errors import ConfigError
+
+_BUILTINS = {
+    "models": ["trainlab.models"],
+    "datasets": ["trainlab.data"],
+    "tasks": ["trainlab.tasks"],
+    "optimizers": ["trainlab.engine.optim"],
+    "schedules": ["trainlab.engine.schedules"],
+}
+
+
+class Registry:
+    def __init__(self, kind: str):
+        self.kind = kind
+        self._items: dict[str, Callable] = {}
+        self._loaded = False
+
+    def _load(self) -> None:
+        if not self._loaded:
+            self._loaded = True
+            for mod in _BUILTINS[self.kind]:
+                importlib.import_module(mod)
+
+    def register(self, name: str | None = None):
+        def deco(fn):
+            key = name or fn.__name__
+            if key in self._items and self._items[key] is not fn:
+                raise ValueError(f"{self.kind} '{key}' is registered twice")
+            self._items[key] = fn
+            return fn
+
+        return deco
+
+    def names(self) -> list[str]:
+        self._load()
+        return sorted(self._items)
+
+    def check(self, name: str, key: str) -> None:
+        if name not in self.names():
+            match = difflib.get_close_matches(name, self.names(), n=1, cutoff=0.4)
+            hint = f"did you mean '{match[0]}'? " if match else ""
+            raise ConfigError(f"{key}: unknown {self.kind[:-1]} '{name}'; {hint}"
+                              f"known: {', '.join(self.names())}")
+
+    def get(self, name: str) -> Callable:
+        self.check(name, self.kind)
+        return self._items[name]
+
+    def create(self, name: str, *args, **kwargs):
+        return self.get(name)(*args, **kwargs)
+
+
+MODELS = Registry("models")
+DATASETS = Registry("datasets")
+TASKS = Registry("tasks")
+OPTIMIZERS = Registry("optimizers")
+SCHEDULES = Registry("schedules")

@@ -1,0 +1,91 @@
+"""Image classification: cross-entropy on logits, top-1/top-5, per-class metrics on request."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..config import TaskConfig
+from ..registry import TASKS
+
+
+class ClassificationMeter:
+    """Sums over an epoch: loss, top-1/top-5 hits; optionally every prediction for details."""
+
+    def __init__(self, num_classes: int, keep_predictions: bool = False):
+        self.num_classes = num_classes
+        self.keep = keep_predictions
+        self.n = 0
+        self._acc = None  # device tensors, read back once at the end (no sync per batch)
+        self.preds: list[torch.Tensor] = []
+        self.probs: list[torch.Tensor] = []
+        self.targets: list[torch.Tensor] = []
+        self.index: list[torch.Tensor] = []
+
+    def update(self, out: dict, batch: dict) -> None:
+        logits, y = out["outputs"].detach(), batch["targets"]
+        k = min(5, logits.shape[1])
+        top = logits.topk(k, dim=1).indices
+        hit = top == y.view(-1, 1)
+        stats = torch.stack([out["loss"].detach().float() * len(y), hit[:, 0].sum().float(),
+                             hit.any(1).sum().float()])
+        self._acc = stats if self._acc is None else self._acc + stats
+        self.n += len(y)
+        if self.keep:
+            p = logits.float().softmax(1)
+            self.probs.append(p.cpu())
+            self.preds.append(top[:, 0].cpu())
+            self.targets.append(y.cpu())
+            self.index.append(batch["index"].cpu())
+
+    def state_dict(self) -> dict:
+        return {"n": self.n, "sums": None if self._acc is None else self._acc.cpu()}
+
+    def load_state_dict(self, state: dict, device: torch.device) -> None:
+        self.n = state["n"]
+        self._acc = None if state["sums"] is None else state["sums"].to(device)
+
+    def compute(self) -> dict:
+        if self._acc is None or self.n == 0:
+            return {"loss": float("nan"), "acc1": float("nan"), "acc5": float("nan"), "samples": 0}
+        loss, h1, h5 = self._acc.tolist()
+        return {"loss": loss / self.n, "acc1": h1 / self.n, "acc5": h5 / self.n, "samples": self.n}
+
+    def details(self, class_names: list[str]) -> dict:
+        """Per-class precision/recall/F1 and the confusion matrix (torchmetrics)."""
+        from torchmetrics.functional.classification import (
+            multiclass_confusion_matrix, multiclass_f1_score, multiclass_precision, multiclass_recall)
+
+        preds, targets = torch.cat(self.preds), torch.cat(self.targets)
+        c = self.num_classes
+        kw = dict(num_classes=c, average=None, zero_division=0)
+        prec = multiclass_precision(preds, targets, **kw).tolist()
+        rec = multiclass_recall(preds, targets, **kw).tolist()
+        f1 = multiclass_f1_score(preds, targets, **kw).tolist()
+        support = torch.bincount(targets, minlength=c).tolist()
+        per_class = [{"class": class_names[i], "precision": prec[i], "recall": rec[i], "f1": f1[i],
+                      "support": support[i]} for i in range(c)]
+        cm = multiclass_confusion_matrix(preds, targets, num_classes=c).tolist()
+        macro = {k: sum(r[k] for r in per_class) / c for k in ("precision", "recall", "f1")}
+        return {"per_class": per_class, "macro": macro, "confusion_matrix": cm}
+
+
+@TASKS.register("classification")
+class ClassificationTask:
+    """Turns a batch into {loss, outputs}; the Trainer never looks inside."""
+
+    primary_metric = "acc1"
+
+    def __init__(self, cfg: TaskConfig, num_classes: int):
+        self.num_classes = num_classes
+        self.label_smoothing = cfg.label_smoothing
+
+    def step(self, model: nn.Module, batch: dict, train: bool) -> dict:
+        logits = model(batch["inputs"])  # [B, num_classes]
+        smoothing = self.label_smoothing if train else 0.0
+        loss = F.cross_entropy(logits.float(), batch["targets"], label_smoothing=smoothing)
+        return {"loss": loss, "outputs": logits}
+
+    def meter(self, keep_predictions: bool = False) -> ClassificationMeter:
+        return ClassificationMeter(self.num_classes, keep_predictions)

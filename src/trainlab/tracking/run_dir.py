@@ -1,0 +1,95 @@
+"""The run directory: config.yaml, command.txt, env.json, metrics.jsonl, TensorBoard, log."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shlex
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+from ..config import Config
+from .env import environment
+
+LOG = logging.getLogger("trainlab")
+
+
+class RunDir:
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.checkpoints = self.path / "checkpoints"
+
+    @classmethod
+    def create(cls, cfg: Config) -> "RunDir":
+        if cfg.run.dir:
+            path = Path(cfg.run.dir)
+        else:
+            stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+            path = Path(cfg.run.root) / (cfg.run.name or "run") / stamp
+            n = 1
+            while path.exists():  # two runs started in the same second
+                n += 1
+                path = path.with_name(f"{stamp}-{n}")
+        path.mkdir(parents=True, exist_ok=True)
+        (path / "checkpoints").mkdir(exist_ok=True)
+        return cls(path)
+
+    def write_start(self, cfg: Config, device, argv: list[str] | None = None) -> None:
+        (self.path / "config.yaml").write_text(cfg.to_yaml(), encoding="utf-8")
+        cmd = argv if argv is not None else sys.argv
+        with open(self.path / "command.txt", "a", encoding="utf-8") as fh:
+            fh.write(f"{datetime.now().isoformat(timespec='seconds')}  {shlex.join(cmd)}\n")
+        self.write_json("env.json", environment(device))
+
+    def write_json(self, name: str, obj) -> Path:
+        p = self.path / name
+        tmp = p.with_suffix(p.suffix + ".tmp")
+        tmp.write_text(json.dumps(obj, indent=2), encoding="utf-8")
+        tmp.replace(p)
+        return p
+
+    def attach_log(self) -> logging.Handler:
+        handler = logging.FileHandler(self.path / "train.log", encoding="utf-8")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
+        LOG.addHandler(handler)
+        return handler
+
+
+class MetricsWriter:
+    """One JSON line per evaluation, and the same scalars in TensorBoard."""
+
+    def __init__(self, run: RunDir, tensorboard: bool = True, purge_step: int | None = None):
+        self.file = open(run.path / "metrics.jsonl", "a", encoding="utf-8")
+        self.tb = None
+        if tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.tb = SummaryWriter(str(run.path / "tensorboard"), purge_step=purge_step or None)
+            except ImportError as e:  # tensorboard is a dependency; a broken install should not stop training
+                LOG.warning("TensorBoard disabled: %s", e)
+
+    def write(self, record: dict) -> None:
+        record = {"time": round(time.time(), 3), **record}
+        self.file.write(json.dumps(record) + "\n")
+        self.file.flush()
+        if self.tb is not None:
+            split, step = record["split"], record["step"]
+            for key, value in record.items():
+                if key not in ("split", "step", "epoch", "time") and isinstance(value, (int, float)):
+                    self.tb.add_scalar(f"{split}/{key}", value, step)
+            self.tb.flush()
+
+    def close(self) -> None:
+        self.file.close()
+        if self.tb is not None:
+            self.tb.close()
+
+
+def read_metrics(run_dir: str | Path) -> list[dict]:
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
