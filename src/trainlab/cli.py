@@ -36,7 +36,7 @@ def _setup_logging(verbose: bool) -> None:
 def cmd_train(args) -> int:
     from . import api
 
-    run = api.train(args.recipe, *args.overrides, argv=["trainlab", *sys.argv[1:]])
+    run = api.train(args.recipe, *args.overrides, argv=args.argv)
     last = {r["split"]: r for r in run.metrics}
     print(f"run directory: {run.dir}")
     if run.test:
@@ -153,7 +153,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    args.argv = ["trainlab", *argv]
     _setup_logging(args.verbose)
     try:
         return args.func(args)

