@@ -25,7 +25,7 @@ def tiny_recipe(run_dir, **sections) -> dict:
                  "batch_size": 32},
         "model": {"name": "convnet", "init_args": {"channels": [8, 16], "hidden": [32], "dropout": 0.1}},
         "optim": {"name": "adam", "lr": 2e-3},
-        "train": {"epochs": 2, "seed": 3},
+        "train": {"epochs": 2, "seed": 3, "deterministic": True},
         "run": {"dir": str(run_dir), "progress": False, "tensorboard": False},
     }
     for section, values in sections.items():

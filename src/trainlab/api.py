@@ -78,6 +78,16 @@ def _dataset_loaders(cfg: Config, datasets: dict, device) -> dict:
             for k, d in datasets.items()}
 
 
+def set_deterministic() -> None:
+    """Deterministic kernels: on CPU they already are; on CUDA this makes resume bit-exact."""
+    import os
+
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.deterministic = True
+    torch.use_deterministic_algorithms(True, warn_only=True)
+
+
 def _find_resume(cfg: Config) -> Optional[Path]:
     """train.resume=auto: run.dir's last.pt, else the newest run of this name that has one."""
     if cfg.train.resume != "auto":
@@ -107,6 +117,8 @@ def train(recipe=None, *overrides: str, model: nn.Module | None = None, datasets
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     device = resolve_device(cfg.train.device)
+    if cfg.train.deterministic:
+        set_deterministic()
     torch.manual_seed(cfg.train.seed)
     if datasets is not None:
         loaders = _dataset_loaders(cfg, datasets, device)

@@ -100,6 +100,7 @@ class TrainConfig:
     checkpoint_every_steps: Optional[int] = _f(None, "also write last.pt every N optimizer steps")
     on_nonfinite: Literal["error", "skip_batch"] = _f("error", "NaN/Inf loss: stop, or skip the batch")
     threads: Optional[int] = _f(None, "torch intra-op threads on CPU (default: torch's choice)")
+    deterministic: bool = _f(False, "deterministic GPU kernels (bit-exact resume on CUDA; slower)")
     log_every_steps: int = _f(50, "progress-bar refresh interval in steps")
 
 
