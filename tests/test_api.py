@@ -74,24 +74,48 @@ def test_keyword_sections_override_the_recipe(tmp_path):
     assert [r["epoch"] for r in run.metrics if r["split"] == "train"] == [1]
 
 
+def _start_cli_run(tmp_path, run_dir, common):
+    recipe = tmp_path / f"{run_dir.name}.yaml"
+    recipe.write_text(yaml.safe_dump(tiny_recipe(run_dir, **common)))
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    return subprocess.Popen([sys.executable, "-m", "trainlab", "train", str(recipe)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for(path, proc, timeout=120):
+    deadline = time.time() + timeout
+    while not path.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+
+
+def _strip(ms):
+    return [{k: v for k, v in r.items() if k not in ("time", "seconds", "samples_per_s")} for r in ms]
+
+
 def test_killed_run_resumes_to_the_same_metrics(tmp_path):
     """SIGKILL a real training process part-way, resume with train.resume=auto, compare."""
     kill_dir, full_dir = tmp_path / "killed", tmp_path / "full"
     common = {"train": {"epochs": 4, "checkpoint_every_steps": 2}, "data": {"max_samples": 512}}
-    recipe = tmp_path / "r.yaml"
-    recipe.write_text(yaml.safe_dump(tiny_recipe(kill_dir, **common)))
-    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
-    proc = subprocess.Popen([sys.executable, "-m", "trainlab", "train", str(recipe)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    last = kill_dir / "checkpoints" / "last.pt"
-    deadline = time.time() + 120
-    while not last.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.02)
+    proc = _start_cli_run(tmp_path, kill_dir, common)
+    _wait_for(kill_dir / "checkpoints" / "last.pt", proc)
     time.sleep(0.3)  # land somewhere inside a later step
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
     resumed = trainlab.train(tiny_recipe(kill_dir, **{**common, "train": {**common["train"], "resume": "auto"}}))
     full = trainlab.train(tiny_recipe(full_dir, **common))
-    strip = lambda ms: [{k: v for k, v in r.items() if k not in ("time", "seconds", "samples_per_s")} for r in ms]
-    assert strip(read_metrics(resumed.dir)) == strip(full.metrics)
+    assert _strip(read_metrics(resumed.dir)) == _strip(full.metrics)
+
+
+def test_ctrl_c_saves_a_resumable_checkpoint_and_exits_cleanly(tmp_path):
+    run_dir = tmp_path / "interrupted"
+    common = {"train": {"epochs": 6}, "data": {"max_samples": 512}}
+    proc = _start_cli_run(tmp_path, run_dir, common)
+    _wait_for(run_dir / "metrics.jsonl", proc)  # opened when fit() starts: training is under way
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "resume with" in err and "Traceback" not in err
+    resumed = trainlab.train(tiny_recipe(run_dir, **{**common, "train": {**common["train"], "resume": "auto"}}))
+    full = trainlab.train(tiny_recipe(tmp_path / "full", **common))
+    assert _strip(read_metrics(resumed.dir)) == _strip(full.metrics)

@@ -142,3 +142,14 @@ def test_plateau_divides_lr_when_metric_stalls():
         sched.observe(v)
     assert sched.lr_at(0) == 0.25
     assert math.isclose(sched.apply(5), 0.25) and opt.param_groups[0]["lr"] == 0.25
+
+
+def test_bf16_autocast_on_cpu_trains(tmp_path):
+    run = trainlab.train(tiny_recipe(tmp_path / "run", train={"epochs": 1, "precision": "bf16"}))
+    assert all(math.isfinite(r["loss"]) for r in run.metrics)
+    assert run.test["acc1"] > 0.2
+
+
+def test_max_steps_stops_exactly(tmp_path):
+    run = trainlab.train(tiny_recipe(tmp_path / "run", train={"epochs": 5, "max_steps": 3}))
+    assert {r["step"] for r in run.metrics} == {3}

@@ -50,6 +50,9 @@ def read_image(path: Path, input_shape) -> torch.Tensor:
 def predict_files(model: nn.Module, paths: list[Path], topk: int = 5, batch_size: int = 256) -> list[dict]:
     meta = model.trainlab_meta
     names = model.class_names
+    if "mean" not in meta or not names:
+        raise DataError("this checkpoint was trained on datasets passed from Python: it does not record the "
+                        "image size and normalisation that predict needs; call the model directly instead")
     tf = BatchTransform(meta["mean"], meta["std"])
     device = next(model.parameters()).device
     rows, good = [], []

@@ -229,10 +229,11 @@ class Trainer:
         return False
 
     def fit(self) -> dict:
-        if self.run is not None:
-            self.writer = MetricsWriter(self.run, self.cfg.run.tensorboard, purge_step=self.state.step + 1 if self.state.step else None)
         previous = _install_sigint(self)
         try:
+            if self.run is not None:
+                purge = self.state.step + 1 if self.state.step else None  # drop TB events past the checkpoint
+                self.writer = MetricsWriter(self.run, self.cfg.run.tensorboard, purge_step=purge)
             return self._fit()
         finally:
             if previous is not None:
