@@ -7,19 +7,38 @@ from trainlab.errors import ConfigError
 from trainlab.models import build_model, count_parameters
 
 
-@pytest.mark.parametrize("name", registry.MODELS.names())
-@pytest.mark.parametrize("shape", [(1, 28, 28), (3, 32, 32)])
-def test_every_model_forward_backward(name, shape):
+GREY_OK = {"mlp", "lenet5", "convnet", "bilstm_rows", "resnet18"}
+# large torchvision variants share their code path with resnet18: run them with -m slow
+SLOW = {"resnet34", "resnet50", "resnet101", "resnet152", "vgg11", "vgg11_bn", "vgg13", "vgg13_bn", "vgg16", "vgg16_bn",
+        "vgg19", "vgg19_bn", "vit_b_16"}
+
+
+def _cases():
+    for name in registry.MODELS.names():
+        marks = [pytest.mark.slow] if name in SLOW else []
+        yield pytest.param(name, (3, 32, 32), {}, marks=marks)
+        if name in GREY_OK:
+            yield pytest.param(name, (1, 28, 28), {"stem": "small"} if name == "resnet18" else {}, marks=marks)
+
+
+@pytest.mark.parametrize("name, shape, args", list(_cases()))
+def test_every_model_forward_backward(name, shape, args):
     torch.manual_seed(0)
-    model = build_model(ModelConfig(name=name), num_classes=7, input_shape=shape)
+    model = build_model(ModelConfig(name=name, init_args=args), num_classes=7, input_shape=shape)
     x = torch.randn(4, *shape)
-    out = model(x)
-    assert out.shape == (4, 7)
-    assert torch.isfinite(out).all()
-    out.logsumexp(1).mean().backward()
+    y = torch.tensor([0, 1, 2, 3])
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    for _ in range(2):  # the second pass: zero-initialised heads (ViT) pass gradients on after one step
+        opt.zero_grad()
+        out = model(x)
+        assert out.shape == (4, 7)
+        assert torch.isfinite(out).all()
+        torch.nn.functional.cross_entropy(out, y).backward()
+        opt.step()
     missing = [n for n, p in model.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all()]
     assert not missing, f"parameters without a finite gradient: {missing}"
-    assert all(p.grad.abs().sum() > 0 for p in model.parameters()), "some parameter got a zero gradient"
+    zero = [n for n, p in model.named_parameters() if p.grad.abs().sum() == 0]
+    assert not zero, f"parameters with a zero gradient: {zero}"
 
 
 def test_classic_mnist_convnet_recipe_shape():
@@ -40,3 +59,23 @@ def test_lenet5_has_the_classic_parameter_count():
     # LeNet-5 on 32x32 input: 61,706 parameters (the textbook figure).
     total, trainable = count_parameters(build_model(ModelConfig(name="lenet5"), 10, (1, 32, 32)))
     assert total == trainable == 61706
+
+
+def test_any_torchvision_model_by_name_and_small_stem():
+    model = build_model(ModelConfig(name="mobilenet_v3_small"), 5, (3, 32, 32))
+    assert model(torch.randn(2, 3, 32, 32)).shape == (2, 5)
+    small = build_model(ModelConfig(name="resnet18", init_args={"stem": "small"}), 200, (3, 64, 64))
+    assert small.conv1.kernel_size == (3, 3) and isinstance(small.maxpool, torch.nn.Identity)
+    with pytest.raises(ConfigError, match="did you mean 'resnet18'"):
+        build_model(ModelConfig(name="resnet81"), 5, (3, 32, 32))
+
+
+def test_pretrained_offline_says_to_use_weights(monkeypatch):
+    import torchvision
+
+    def offline(*a, **k):
+        raise RuntimeError("<urlopen error [Errno -3] Temporary failure in name resolution>")
+
+    monkeypatch.setattr(torchvision.models, "get_model", offline)
+    with pytest.raises(ConfigError, match=r"could not download .*resnet18.*model.weights=PATH"):
+        build_model(ModelConfig(name="resnet18", pretrained=True), 2, (3, 64, 64))

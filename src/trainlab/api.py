@@ -11,6 +11,7 @@ passed directly from a notebook instead of naming them in the recipe.
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -21,7 +22,7 @@ from torch import nn
 from . import config as config_mod
 from . import registry
 from .config import Config
-from .data import BatchTransform, DatasetLoader, TensorLoader, build_data
+from .data import BatchTransform, DatasetLoader, FileLoader, ImageSet, TensorLoader, build_data
 from .engine import Trainer, evaluate_model, load_checkpoint, load_model_state, resolve_device
 from .errors import CheckpointError, ConfigError, DataError
 from .models import build_model, count_parameters
@@ -61,11 +62,17 @@ def _config(recipe, overrides, sections: dict) -> Config:
 
 
 def make_loaders(cfg: Config, bundle, device: torch.device) -> dict:
-    tf = BatchTransform(bundle.mean, bundle.std, cfg.data.crop_padding, cfg.data.hflip)
+    tf = BatchTransform.from_config(cfg.data, bundle.mean, bundle.std)
     eval_bs = cfg.data.eval_batch_size or 4 * cfg.data.batch_size
-    return {name: TensorLoader(s, cfg.data.batch_size if name == "train" else eval_bs,
-                               shuffle=name == "train", seed=cfg.train.seed, transform=tf, device=device)
-            for name, s in bundle.splits.items()}
+    out = {}
+    for name, s in bundle.splits.items():
+        kw = dict(shuffle=name == "train", seed=cfg.train.seed, transform=tf, device=device)
+        bs = cfg.data.batch_size if name == "train" else eval_bs
+        if isinstance(s, ImageSet):
+            out[name] = TensorLoader(s, bs, **kw)
+        else:
+            out[name] = FileLoader(s, bs, num_workers=cfg.data.num_workers or min(4, os.cpu_count() or 1), **kw)
+    return out
 
 
 def _dataset_loaders(cfg: Config, datasets: dict, device) -> dict:
@@ -177,7 +184,8 @@ def load(checkpoint: str | Path, device: str = "cpu") -> nn.Module:
     cfg = config_mod.from_dict(ckpt["config"])
     meta = ckpt.get("meta", {})
     search = [Path(checkpoint).resolve().parent.parent.parent]  # a custom module beside the runs folder
-    model = build_model(cfg.model, meta.get("num_classes"), meta.get("input_shape"), search_dirs=search)
+    model = build_model(cfg.model, meta.get("num_classes"), meta.get("input_shape"), search_dirs=search,
+                        from_checkpoint=True)
     load_model_state(model, ckpt["model"], str(checkpoint))
     model.class_names = meta.get("class_names")
     model.trainlab_config = cfg

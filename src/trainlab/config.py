@@ -42,6 +42,17 @@ class DataConfig:
     max_samples: Optional[int] = _f(None, "keep only the first N samples of each split (quick tries)")
     crop_padding: int = _f(0, "batched random crop after zero padding by this many pixels (train only)")
     hflip: bool = _f(False, "batched random horizontal flip (train only)")
+    random_resized_crop: bool = _f(False, "batched random-resized crop to the image size (train only)")
+    rrc_scale: list = _f([0.35, 1.0], "random_resized_crop: range of the crop's area fraction")
+    size: Optional[Any] = _f(None, "image files: resize to N or [H, W] when decoding (None: native size)")
+    channels: Optional[int] = _f(None, "image files: 3 (RGB) or 1 (grey); default 3")
+    resize: Literal["crop", "stretch"] = _f("crop", "image files: keep aspect and centre-crop, or stretch")
+    layout: Literal["auto", "class_folders", "filename_prefix"] = _f("auto", "image files: how labels are stored")
+    split_dirs: dict = _f({}, "image files: split -> folder under root (default: train/val/test names found)")
+    on_bad_image: Literal["skip", "error"] = _f("skip", "unreadable image: skip it with a warning, or stop")
+    cache: bool = _f(True, "decode image files once into a memory-mapped uint8 cache")
+    cache_dir: Optional[str] = _f(None, "cache folder (default: $TRAINLAB_CACHE or ~/.cache/trainlab)")
+    cache_max_gb: float = _f(16.0, "larger decoded datasets are read by a DataLoader with workers instead")
     normalize: bool = _f(True, "subtract the training mean and divide by its std, per channel")
     download: bool = _f(False, "download the dataset when it is not found under root (needs network)")
     num_workers: int = _f(0, "DataLoader workers for datasets that are not held in memory")
@@ -52,6 +63,9 @@ class ModelConfig:
     name: str = _f("convnet", "registered model name (see `trainlab list models`)")
     class_path: Optional[str] = _f(None, "your own nn.Module as 'module.path:ClassName' (overrides name)")
     init_args: dict = _f({}, "keyword arguments for the model constructor")
+    pretrained: bool = _f(False, "start from torchvision's ImageNet weights (downloads; needs network)")
+    weights: Optional[str] = _f(None, "start from a trainlab checkpoint or a state_dict file (head replaced if needed)")
+    freeze: str = _f("none", "none | backbone (train only the head) | comma-separated module prefixes")
 
 
 @dataclass
@@ -101,6 +115,8 @@ class TrainConfig:
     on_nonfinite: Literal["error", "skip_batch"] = _f("error", "NaN/Inf loss: stop, or skip the batch")
     threads: Optional[int] = _f(None, "torch intra-op threads on CPU (default: torch's choice)")
     deterministic: bool = _f(False, "deterministic GPU kernels (bit-exact resume on CUDA; slower)")
+    channels_last: bool = _f(False, "channels-last memory format for conv nets (faster on GPUs, often on CPU)")
+    compile: bool = _f(False, "torch.compile the model (first steps slower while compiling)")
     log_every_steps: int = _f(50, "progress-bar refresh interval in steps")
 
 
@@ -294,6 +310,10 @@ def validate(cfg: Config) -> None:
         (0 <= cfg.data.valid_fraction < 1, "data.valid_fraction", cfg.data.valid_fraction, "must be in [0, 1)"),
         (0 <= cfg.data.test_fraction < 1, "data.test_fraction", cfg.data.test_fraction, "must be in [0, 1)"),
         (cfg.data.crop_padding >= 0, "data.crop_padding", cfg.data.crop_padding, "must be >= 0"),
+        (cfg.data.size is None or _is_size(cfg.data.size), "data.size", cfg.data.size, "must be N or [H, W]"),
+        (cfg.data.channels in (None, 1, 3), "data.channels", cfg.data.channels, "must be 1 or 3"),
+        (len(cfg.data.rrc_scale) == 2 and 0 < cfg.data.rrc_scale[0] <= cfg.data.rrc_scale[1] <= 1,
+         "data.rrc_scale", cfg.data.rrc_scale, "must be [low, high] within (0, 1]"),
         (cfg.train.epochs >= 1, "train.epochs", cfg.train.epochs, "must be >= 1"),
         (cfg.train.accumulate >= 1, "train.accumulate", cfg.train.accumulate, "must be >= 1"),
         (cfg.train.max_steps is None or cfg.train.max_steps >= 1, "train.max_steps", cfg.train.max_steps,
@@ -321,6 +341,14 @@ def validate(cfg: Config) -> None:
     dev = cfg.train.device
     if not (dev in ("auto", "cpu", "cuda", "mps") or (dev.startswith("cuda:") and dev[5:].isdigit())):
         raise ConfigError(f"train.device={dev!r} must be auto, cpu, cuda, cuda:N or mps")
+
+
+def _is_size(v) -> bool:
+    if isinstance(v, bool):
+        return False
+    if isinstance(v, int):
+        return v > 0
+    return isinstance(v, list) and len(v) == 2 and all(isinstance(x, int) and x > 0 for x in v)
 
 
 def field_docs(cls=Config, prefix: str = "") -> list[tuple[str, str]]:

@@ -26,6 +26,8 @@ class Registry:
         self.kind = kind
         self._items: dict[str, Callable] = {}
         self._loaded = False
+        # name -> factory or None, for families too large to list (any torchvision model)
+        self.fallback: Callable[[str], Callable | None] | None = None
 
     def _load(self) -> None:
         if not self._loaded:
@@ -48,6 +50,10 @@ class Registry:
         return sorted(self._items)
 
     def check(self, name: str, key: str) -> None:
+        if name not in self.names() and self.fallback is not None:
+            factory = self.fallback(name)
+            if factory is not None:
+                self._items[name] = factory
         if name not in self.names():
             match = difflib.get_close_matches(name, self.names(), n=1, cutoff=0.4)
             hint = f"did you mean '{match[0]}'? " if match else ""

@@ -1,8 +1,8 @@
 """Datasets and loaders. Importing this package registers the built-in datasets."""
 
-from . import embedded, mnist  # noqa: F401  (registration)
+from . import embedded, image_datasets, mnist  # noqa: F401  (registration)
 from .base import DataBundle, ImageSet, RawImages, build_data
-from .loaders import BatchTransform, DatasetLoader, TensorLoader
+from .loaders import BatchTransform, DatasetLoader, FileLoader, TensorLoader
 
-__all__ = ["DataBundle", "ImageSet", "RawImages", "build_data", "BatchTransform", "DatasetLoader",
+__all__ = ["DataBundle", "ImageSet", "RawImages", "build_data", "BatchTransform", "DatasetLoader", "FileLoader",
            "TensorLoader"]

@@ -51,6 +51,7 @@ class RawImages:
     test: Optional[ImageSet]
     class_names: list[str]
     source: str = ""  # where it was read from, for the log
+    valid: Optional[ImageSet] = None  # a dataset's own validation split (else carved from train)
 
 
 @dataclass
@@ -105,6 +106,11 @@ def channel_stats(images: torch.Tensor, chunk: int = 8192) -> tuple[list[float],
     return mean.tolist(), std.tolist()
 
 
+def sample_shape(s) -> tuple[int, ...]:
+    """(C, H, W) of an in-memory ImageSet or a file-backed split."""
+    return tuple(s.images.shape[1:]) if isinstance(s, ImageSet) else tuple(s.shape)
+
+
 def build_data(cfg: DataConfig, raw: RawImages | None = None) -> DataBundle:
     """Factory output -> train/valid/test with the configured fractions and seed."""
     from .. import registry
@@ -123,7 +129,9 @@ def build_data(cfg: DataConfig, raw: RawImages | None = None) -> DataBundle:
         indices["test"] = base[held].tolist()
         base = base[keep]
     splits = {"train": train}
-    if cfg.valid_fraction > 0:
+    if raw.valid is not None:
+        splits["valid"] = raw.valid
+    elif cfg.valid_fraction > 0:
         train, valid, keep, held = split_off(train, cfg.valid_fraction, cfg.split_seed)
         splits = {"train": train, "valid": valid}
         indices["valid"] = base[held].tolist()
@@ -140,12 +148,14 @@ def build_data(cfg: DataConfig, raw: RawImages | None = None) -> DataBundle:
                     indices[k] = [indices[k][i] for i in keep.tolist()]
     for name, s in splits.items():
         _check_labels(s, len(raw.class_names), name)
-    shapes = {tuple(s.images.shape[1:]) for s in splits.values()}
+    shapes = {sample_shape(s) for s in splits.values()}
     if len(shapes) != 1:
         raise DataError(f"splits have different image shapes: {sorted(shapes)}")
     if cfg.normalize:
-        mean, std = channel_stats(splits["train"].images)
+        train_set = splits["train"]
+        sample = train_set.images if isinstance(train_set, ImageSet) else train_set.sample_images(seed=cfg.split_seed)
+        mean, std = channel_stats(sample)
     else:
-        c = splits["train"].images.shape[1]
+        c = sample_shape(splits["train"])[0]
         mean, std = [0.0] * c, [1.0] * c
     return DataBundle(splits, list(raw.class_names), shapes.pop(), mean, std, indices, raw.source)

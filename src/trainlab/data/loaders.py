@@ -9,7 +9,7 @@ sees exactly the batches an uninterrupted run would. ``DatasetLoader`` wraps any
 
 from __future__ import annotations
 
-import itertools
+import math
 from typing import Iterator, Optional
 
 import torch
@@ -26,22 +26,52 @@ def _seed(*parts: int) -> int:
 
 
 class BatchTransform:
-    """uint8 [B, C, H, W] -> normalised float, with batched random crop/flip in training."""
+    """uint8 [B, C, H, W] -> normalised float, with batched random crops/flips in training."""
 
-    def __init__(self, mean, std, crop_padding: int = 0, hflip: bool = False):
+    def __init__(self, mean, std, crop_padding: int = 0, hflip: bool = False,
+                 random_resized: bool = False, rrc_scale=(0.35, 1.0)):
         self.mean = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
         self.std = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
         self.crop_padding = crop_padding
         self.hflip = hflip
+        self.random_resized = random_resized
+        self.rrc_scale = tuple(rrc_scale)
+
+    @classmethod
+    def from_config(cls, data_cfg, mean, std) -> "BatchTransform":
+        return cls(mean, std, data_cfg.crop_padding, data_cfg.hflip, data_cfg.random_resized_crop,
+                   data_cfg.rrc_scale)
 
     def __call__(self, x: torch.Tensor, train: bool, gen: Optional[torch.Generator]) -> torch.Tensor:
         if train and self.crop_padding:
             x = random_crop(x, self.crop_padding, gen)
+        x = x.float()
+        if train and self.random_resized:
+            x = random_resized_crop(x, self.rrc_scale, gen)
         if train and self.hflip:
             flip = (torch.rand(len(x), generator=gen) < 0.5).to(x.device)
             x = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
-        x = x.float().div_(255)
+        x = x.div_(255)
         return (x - self.mean.to(x.device)) / self.std.to(x.device)
+
+
+def random_resized_crop(x: torch.Tensor, scale, gen: Optional[torch.Generator],
+                        ratio=(3 / 4, 4 / 3)) -> torch.Tensor:
+    """Per-sample random box (area fraction in ``scale``, aspect in ``ratio``) resized back to HxW,
+    for the whole batch at once with roi_align (bilinear)."""
+    from torchvision.ops import roi_align
+
+    b, _, h, w = x.shape
+    area = torch.empty(b).uniform_(scale[0], scale[1], generator=gen) * h * w
+    log_r = torch.empty(b).uniform_(math.log(ratio[0]), math.log(ratio[1]), generator=gen)
+    r = log_r.exp()
+    bw = (area * r).sqrt().clamp(1, w)
+    bh = (area / r).sqrt().clamp(1, h)
+    x0 = torch.rand(b, generator=gen) * (w - bw)
+    y0 = torch.rand(b, generator=gen) * (h - bh)
+    boxes = torch.stack([torch.arange(b, dtype=torch.float32), x0, y0, x0 + bw, y0 + bh], 1)
+    return roi_align(x, boxes.to(x.device, x.dtype), output_size=(h, w), spatial_scale=1.0,
+                     sampling_ratio=2, aligned=True)
 
 
 def random_crop(x: torch.Tensor, pad: int, gen: Optional[torch.Generator]) -> torch.Tensor:
@@ -80,21 +110,63 @@ class TensorLoader:
     def num_samples(self) -> int:
         return len(self) * self.batch_size if self.drop_last else len(self.labels)
 
-    def iterate(self, epoch: int = 0, start: int = 0) -> Iterator[dict]:
+    def index_batches(self, epoch: int) -> list[torch.Tensor]:
         n = len(self.labels)
         if self.shuffle:
             order = torch.randperm(n, generator=torch.Generator().manual_seed(_seed(self.seed, epoch)))
         else:
             order = torch.arange(n)
-        for b in range(start, len(self)):
-            idx = order[b * self.batch_size:(b + 1) * self.batch_size]
-            gen = torch.Generator().manual_seed(_seed(self.seed, epoch, b, 7)) if self.shuffle else None
+        return [order[b * self.batch_size:(b + 1) * self.batch_size] for b in range(len(self))]
+
+    def batch_generator(self, epoch: int, b: int) -> Optional[torch.Generator]:
+        """The augmentation randomness of batch ``b``: a function of (seed, epoch, b) only."""
+        return torch.Generator().manual_seed(_seed(self.seed, epoch, b, 7)) if self.shuffle else None
+
+    def iterate(self, epoch: int = 0, start: int = 0) -> Iterator[dict]:
+        for b, idx in enumerate(self.index_batches(epoch)[start:], start):
             dev_idx = idx.to(self.device)
-            x = self.transform(self.images[dev_idx], train=self.shuffle, gen=gen)
+            x = self.transform(self.images[dev_idx], train=self.shuffle, gen=self.batch_generator(epoch, b))
             yield {"inputs": x, "targets": self.labels[dev_idx], "index": idx}
 
     def __iter__(self):
         return self.iterate()
+
+
+class _EpochBatches:
+    """A batch_sampler whose batches are set per epoch, so DataLoader workers can persist."""
+
+    def __init__(self):
+        self.batches: list[list[int]] = []
+
+    def __iter__(self):
+        return iter(self.batches)
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+
+class FileLoader(TensorLoader):
+    """The same batches as TensorLoader, decoded from files by DataLoader workers (for datasets
+    too large to cache): same permutation, same augmentation generators, same pixels."""
+
+    def __init__(self, data, batch_size: int, *, shuffle: bool, seed: int, transform: BatchTransform,
+                 device: torch.device, num_workers: int = 2, drop_last: bool = False):
+        self.data, self.labels = data, data.labels
+        self.batch_size, self.shuffle, self.seed = batch_size, shuffle, seed
+        self.transform, self.device = transform, device
+        self.drop_last = drop_last and len(data) >= batch_size
+        self.sampler = _EpochBatches()
+        self.loader = torch.utils.data.DataLoader(
+            data, batch_sampler=self.sampler, num_workers=num_workers, pin_memory=device.type == "cuda",
+            persistent_workers=num_workers > 0)
+
+    def iterate(self, epoch: int = 0, start: int = 0) -> Iterator[dict]:
+        batches = self.index_batches(epoch)[start:]
+        self.sampler.batches = [b.tolist() for b in batches]
+        for b, (idx, (x, y)) in enumerate(zip(batches, self.loader), start):
+            x = x.to(self.device, non_blocking=True)
+            x = self.transform(x, train=self.shuffle, gen=self.batch_generator(epoch, b))
+            yield {"inputs": x, "targets": y.to(self.device, non_blocking=True), "index": idx}
 
 
 class DatasetLoader:
@@ -134,7 +206,3 @@ class DatasetLoader:
 
     def __iter__(self):
         return self.iterate()
-
-
-def first_batches(loader, n: int) -> list[dict]:
-    return list(itertools.islice(loader.iterate(0), n))

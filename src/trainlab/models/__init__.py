@@ -18,7 +18,7 @@ from torch import nn
 from ..config import ModelConfig
 from ..errors import ConfigError
 from ..registry import MODELS
-from . import convnet, lenet, mlp  # noqa: F401  (registration)
+from . import convnet, lenet, mlp, small, zoo  # noqa: F401  (registration)
 
 
 def import_class(class_path: str, search_dirs=()) -> type:
@@ -53,7 +53,12 @@ def _check_args(factory, args: dict, what: str) -> None:
 
 
 def build_model(cfg: ModelConfig, num_classes: int | None = None, input_shape=None,
-                search_dirs=()) -> nn.Module:
+                search_dirs=(), from_checkpoint: bool = False) -> nn.Module:
+    """Construct, then apply model.weights / model.pretrained and model.freeze.
+
+    ``from_checkpoint``: the weights will come from a checkpoint, so nothing is downloaded or
+    read from model.weights; freezing still applies because it changes the module structure.
+    """
     if cfg.class_path:
         factory, what = import_class(cfg.class_path, search_dirs), cfg.class_path
     else:
@@ -68,10 +73,24 @@ def build_model(cfg: ModelConfig, num_classes: int | None = None, input_shape=No
         inferred["input_size"] = tuple(input_shape[1:])
     kwargs = {k: v for k, v in inferred.items() if k in params}
     kwargs.update(cfg.init_args)
+    if cfg.pretrained and not from_checkpoint:
+        if "pretrained" not in params:
+            raise ConfigError(f"model.pretrained=true: {what} has no published pretrained weights; "
+                              f"use model.weights=PATH")
+        kwargs["pretrained"] = True
     try:
-        return factory(**kwargs)
+        model = factory(**kwargs)
     except TypeError as e:
         raise ConfigError(f"cannot build {what} with {kwargs}: {e}") from None
+    if cfg.weights and not from_checkpoint:
+        from .finetune import load_weights
+
+        load_weights(model, cfg.weights)
+    if cfg.freeze != "none":
+        from .finetune import freeze
+
+        freeze(model, cfg.freeze)
+    return model
 
 
 def count_parameters(model: nn.Module) -> tuple[int, int]:

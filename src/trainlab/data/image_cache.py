@@ -1,0 +1,210 @@
+"""Decode each image once: a uint8 tensor cache on disk, memory-mapped, rebuilt when anything changes.
+
+The cache key hashes the file list, each file's size and mtime, and the decode settings
+(size, channels, resize mode), so editing, adding or removing one image, or asking for
+another size, builds a new cache. Files are decoded in parallel worker processes. Images
+that cannot be decoded are skipped with one warning naming each file (or are an error with
+``data.on_bad_image=error``); the skip list is kept with the cache so a cached run warns too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import multiprocessing as mp
+import os
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+
+from ..errors import DataError
+from .image_files import FileList
+
+LOG = logging.getLogger("trainlab")
+CACHE_VERSION = 1
+
+
+class DecodeSettings:
+    """How files become arrays: target (H, W) or None for native size, channels, resize mode."""
+
+    def __init__(self, size: Optional[tuple[int, int]], channels: int, resize: str):
+        self.size, self.channels, self.resize = size, channels, resize
+
+    def key(self) -> dict:
+        return {"size": self.size, "channels": self.channels, "resize": self.resize, "v": CACHE_VERSION}
+
+
+def decode_image(path: Path, s: DecodeSettings) -> np.ndarray:
+    """One file -> uint8 [C, H, W]. Raises DataError naming the file when it cannot be decoded."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            im = im.convert("L" if s.channels == 1 else "RGB")
+            if s.size is not None and im.size != (s.size[1], s.size[0]):
+                im = _resize(im, s.size, s.resize)
+            arr = np.asarray(im, dtype=np.uint8)
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
+        raise DataError(f"{path}: cannot decode image ({type(e).__name__}: {e})") from None
+    return arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
+
+
+def _resize(im, size: tuple[int, int], mode: str):
+    from PIL import Image
+
+    h, w = size
+    if mode == "stretch":
+        return im.resize((w, h), Image.BILINEAR, reducing_gap=3.0)
+    # "crop": scale the shorter side to fit, then take the centre (keeps the aspect ratio)
+    scale = max(w / im.width, h / im.height)
+    nw, nh = max(w, round(im.width * scale)), max(h, round(im.height * scale))
+    im = im.resize((nw, nh), Image.BILINEAR, reducing_gap=3.0)
+    left, top = (nw - w) // 2, (nh - h) // 2
+    return im.crop((left, top, left + w, top + h))
+
+
+def _decode_safe(args):
+    path, settings = args
+    try:
+        return decode_image(path, settings), None
+    except DataError as e:
+        return None, str(e)
+
+
+def cache_key(files: FileList, s: DecodeSettings) -> str:
+    h = hashlib.sha1(json.dumps(s.key(), sort_keys=True).encode())
+    for p, y in zip(files.paths, files.labels):
+        st = os.stat(p)
+        h.update(f"{p}\0{st.st_size}\0{st.st_mtime_ns}\0{y}\n".encode())
+    return h.hexdigest()[:20]
+
+
+def cache_dir_default() -> Path:
+    base = os.environ.get("TRAINLAB_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "trainlab")
+    return Path(base)
+
+
+def load_or_decode(files: FileList, s: DecodeSettings, cache_dir: Optional[Path], tag: str,
+                   on_bad: str = "skip", workers: Optional[int] = None):
+    """-> (images uint8 [N, C, H, W] (memory-mapped when cached), labels, kept paths, skipped)."""
+    key = cache_key(files, s)
+    if cache_dir is not None:
+        data, meta = cache_dir / f"{tag}-{key}.u8", cache_dir / f"{tag}-{key}.json"
+        if data.is_file() and meta.is_file():
+            info = json.loads(meta.read_text(encoding="utf-8"))
+            _report_bad(info["skipped"], on_bad, tag)
+            images = _open_memmap(data, info["shape"])
+            keep = info["kept"]
+            return images, [files.labels[i] for i in keep], [files.paths[i] for i in keep], info["skipped"]
+    arrays, keep, skipped = _decode_all(files, s, workers)
+    _report_bad(skipped, on_bad, tag)
+    if not arrays:
+        raise DataError(f"no image of the {tag} split could be decoded")
+    shapes = {a.shape for a in arrays}
+    if len(shapes) > 1:
+        examples = {a.shape: files.paths[i].name for a, i in zip(arrays, keep)}
+        raise DataError(f"{tag}: images have different sizes ({', '.join(f'{n} {s[1]}x{s[2]}' for s, n in list(examples.items())[:3])}); "
+                        f"set data.size (e.g. data.size=64) to resize them")
+    images = torch.from_numpy(np.stack(arrays))
+    if cache_dir is not None:
+        _write_cache(images, keep, skipped, data, meta)
+    return images, [files.labels[i] for i in keep], [files.paths[i] for i in keep], skipped
+
+
+def _decode_all(files: FileList, s: DecodeSettings, workers: Optional[int]):
+    jobs = [(p, s) for p in files.paths]
+    workers = workers or min(os.cpu_count() or 1, 8)
+    if workers > 1 and len(jobs) > 256:
+        with mp.get_context("fork" if os.name == "posix" else "spawn").Pool(workers) as pool:
+            results = pool.map(_decode_safe, jobs, chunksize=64)
+    else:
+        results = [_decode_safe(j) for j in jobs]
+    arrays, keep, skipped = [], [], []
+    for i, (arr, err) in enumerate(results):
+        if arr is None:
+            skipped.append(err)
+        else:
+            arrays.append(arr)
+            keep.append(i)
+    return arrays, keep, skipped
+
+
+def _report_bad(skipped: list[str], on_bad: str, tag: str) -> None:
+    if not skipped:
+        return
+    if on_bad == "error":
+        raise DataError(f"{skipped[0]} (data.on_bad_image=error; {len(skipped)} bad file(s) in the {tag} split)")
+    LOG.warning("skipped %d unreadable image(s) in the %s split:\n  %s", len(skipped), tag, "\n  ".join(skipped))
+
+
+def _open_memmap(path: Path, shape) -> torch.Tensor:
+    arr = np.memmap(path, dtype=np.uint8, mode="c", shape=tuple(shape))  # copy-on-write: never alters the file
+    return torch.from_numpy(arr)
+
+
+def _write_cache(images: torch.Tensor, keep, skipped, data: Path, meta: Path) -> None:
+    try:
+        data.parent.mkdir(parents=True, exist_ok=True)
+        tmp = data.with_suffix(f".tmp{os.getpid()}")
+        images.numpy().tofile(tmp)
+        os.replace(tmp, data)
+        meta_tmp = meta.with_suffix(f".tmp{os.getpid()}")
+        meta_tmp.write_text(json.dumps({"shape": list(images.shape), "kept": keep, "skipped": skipped}),
+                            encoding="utf-8")
+        os.replace(meta_tmp, meta)
+    except OSError as e:  # a read-only or full cache folder costs speed next time, never the run
+        LOG.warning("could not write the decoded-image cache in %s (%s); set data.cache_dir", data.parent, e)
+
+
+class FileImageSet(torch.utils.data.Dataset):
+    """A split too large to cache: decoded per sample by DataLoader workers, with the same
+    decode as the cache (so both paths give the same pixels)."""
+
+    def __init__(self, paths: list[Path], labels, settings: DecodeSettings, on_bad: str = "skip"):
+        if settings.size is None:
+            raise DataError("datasets read through the DataLoader path need data.size (images must share a size)")
+        self.paths, self.settings, self.on_bad = list(paths), settings, on_bad
+        self.labels = torch.as_tensor(labels, dtype=torch.long)
+        self.ids = [str(p) for p in self.paths]
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return (self.settings.channels, *self.settings.size)
+
+    def __getitem__(self, i: int):
+        try:
+            arr = decode_image(self.paths[i], self.settings)
+        except DataError as e:
+            if self.on_bad == "error":
+                raise
+            LOG.warning("unreadable image replaced by zeros: %s", e)  # batch shapes must not change
+            arr = np.zeros(self.shape, dtype=np.uint8)
+        return torch.from_numpy(arr), self.labels[i]
+
+    def subset(self, index: torch.Tensor) -> "FileImageSet":
+        idx = index.tolist()
+        return FileImageSet([self.paths[i] for i in idx], self.labels[index], self.settings, self.on_bad)
+
+    def sample_images(self, n: int = 2000, seed: int = 0) -> torch.Tensor:
+        """A seeded sample, decoded, for normalisation statistics."""
+        g = torch.Generator().manual_seed(seed)
+        pick = torch.randperm(len(self), generator=g)[:n].tolist()
+        return torch.stack([self[i][0] for i in pick])
+
+
+def decoded_bytes(n: int, s: DecodeSettings, first: Path) -> int:
+    if s.size is not None:
+        h, w = s.size
+    else:
+        from PIL import Image
+
+        with Image.open(first) as im:
+            w, h = im.size
+    return n * s.channels * h * w

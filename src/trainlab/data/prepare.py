@@ -1,0 +1,127 @@
+"""``trainlab prepare``: build class-folder copies of datasets without touching the originals,
+and extract archives safely (no path traversal, no links, no devices)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tarfile
+import zipfile
+from pathlib import Path
+
+from ..errors import DataError
+from .image_files import is_image, label_from_name, scan_tiny_imagenet
+
+LOG = logging.getLogger("trainlab")
+
+
+def _place(src: Path, dst: Path, mode: str) -> None:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    if dst.exists():
+        return
+    if mode == "link":
+        try:
+            os.link(src, dst)  # a hard link: no copy, and deleting either name keeps the data
+            return
+        except OSError:
+            pass  # another filesystem: fall back to a symlink
+        dst.symlink_to(src.resolve())
+    elif mode == "symlink":
+        dst.symlink_to(src.resolve())
+    else:
+        shutil.copy2(src, dst)
+
+
+def _check_dst(src: Path, dst: Path) -> None:
+    src, dst = src.resolve(), dst.resolve()
+    if dst == src or src in dst.parents:
+        raise DataError(f"destination {dst} must be outside the source {src} (the originals are never modified)")
+
+
+def prepare_tiny_imagenet(root: str | Path, dst: str | Path, mode: str = "link") -> dict:
+    """Class folders dst/train/<wnid>/*.JPEG and dst/val/<wnid>/*.JPEG from the original layout."""
+    root, dst = Path(root), Path(dst)
+    _check_dst(root, dst)
+    train, val, wnids, _ = scan_tiny_imagenet(root)  # validates the annotations first
+    counts = {}
+    for split, files in (("train", train), ("val", val)):
+        for p, y in zip(files.paths, files.labels):
+            _place(p, dst / split / wnids[y] / p.name, mode)
+        counts[split] = len(files)
+    for name in ("wnids.txt", "words.txt"):
+        if (root / name).is_file():
+            _place(root / name, dst / name, "copy")
+    return counts
+
+
+def prepare_catsdogs(src: str | Path, dst: str | Path, mode: str = "copy") -> dict:
+    """Flat folder(s) of cat.1.jpg / dog.1.jpg -> dst/<split>/<class>/; class folders are mirrored.
+
+    ``src`` may be one flat folder (all goes to dst/train) or hold split folders (train, test1, ...).
+    """
+    src, dst = Path(src), Path(dst)
+    if not src.is_dir():
+        raise DataError(f"{src}: no such folder")
+    _check_dst(src, dst)
+    flat = [p for p in src.iterdir() if is_image(p)]
+    jobs = [(src, "train")] if flat else [(d, d.name) for d in sorted(src.iterdir()) if d.is_dir()]
+    counts: dict[str, int] = {}
+    for folder, split in jobs:
+        for p in sorted(folder.rglob("*")):
+            if not is_image(p):
+                continue
+            label = p.parent.name if p.parent != folder else label_from_name(p.name)
+            if not label:
+                raise DataError(f"{p}: cannot tell its class from the file name (expected e.g. cat.123.jpg)")
+            _place(p, dst / split / label / p.name, mode)
+            counts[f"{split}/{label}"] = counts.get(f"{split}/{label}", 0) + 1
+    if not counts:
+        raise DataError(f"{src}: no images found")
+    return counts
+
+
+# ---------------------------------------------------------------------------- archives
+def _safe_target(dst: Path, name: str) -> Path:
+    target = (dst / name).resolve()
+    if dst.resolve() not in target.parents and target != dst.resolve():
+        raise DataError(f"archive member {name!r} would be written outside {dst}: refused")
+    return target
+
+
+def extract_archive(archive: str | Path, dst: str | Path) -> list[Path]:
+    """Extract .zip / .tar(.gz/.bz2/.xz) into dst; refuse absolute paths, '..', links and devices."""
+    archive, dst = Path(archive), Path(dst)
+    dst.mkdir(parents=True, exist_ok=True)
+    out = []
+    if zipfile.is_zipfile(archive):
+        with zipfile.ZipFile(archive) as zf:
+            for info in zf.infolist():
+                target = _safe_target(dst, info.filename)
+                if (info.external_attr >> 16) & 0o170000 == 0o120000:
+                    raise DataError(f"{archive}: member {info.filename!r} is a symbolic link: refused")
+                if info.is_dir():
+                    target.mkdir(parents=True, exist_ok=True)
+                    continue
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with zf.open(info) as fsrc, open(target, "wb") as fdst:
+                    shutil.copyfileobj(fsrc, fdst)
+                out.append(target)
+        return out
+    try:
+        tf = tarfile.open(archive)
+    except (tarfile.TarError, OSError) as e:
+        raise DataError(f"{archive}: not a zip or tar archive ({e})") from None
+    with tf:
+        for m in tf.getmembers():
+            target = _safe_target(dst, m.name)
+            if not (m.isfile() or m.isdir()):
+                raise DataError(f"{archive}: member {m.name!r} is a link or special file: refused")
+            if m.isdir():
+                target.mkdir(parents=True, exist_ok=True)
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with tf.extractfile(m) as fsrc, open(target, "wb") as fdst:
+                shutil.copyfileobj(fsrc, fdst)
+            out.append(target)
+    return out

@@ -1,0 +1,100 @@
+"""Fine-tuning: start from saved weights (replacing a head of another size) and freeze parts.
+
+``model.weights=PATH`` takes a trainlab checkpoint or a plain state_dict file (torchvision's
+ImageNet weights saved with torch.save), read with weights_only=True. Only the classifier head
+(the last nn.Linear) may differ in shape; any other mismatch is an error that names the keys.
+``model.freeze=backbone`` trains only the head; ``freeze=layer1,layer2`` freezes those prefixes.
+Frozen batch-norm layers become FrozenBatchNorm2d, so their statistics do not drift either.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..engine.checkpoint import load_checkpoint
+from ..errors import CheckpointError, ConfigError
+from .zoo import head, replace_module
+
+LOG = logging.getLogger("trainlab")
+
+
+def read_state_dict(path: str | Path) -> dict:
+    obj = load_checkpoint(path)
+    state = obj["model"] if isinstance(obj.get("model"), dict) else obj
+    state = state.get("state_dict", state) if isinstance(state.get("state_dict"), dict) else state
+    tensors = {k.removeprefix("module."): v for k, v in state.items() if torch.is_tensor(v)}
+    if not tensors:
+        raise CheckpointError(f"{path}: holds no tensors (not a checkpoint or state_dict)")
+    return tensors
+
+
+def load_weights(model: nn.Module, path: str | Path) -> list[str]:
+    """Load everything that matches; the head may differ. Returns the keys left as initialised."""
+    state = read_state_dict(path)
+    own = model.state_dict()
+    head_name, _ = head(model)
+    skipped, bad = [], []
+    for k, v in own.items():
+        if k not in state:
+            (skipped if k.startswith(head_name + ".") else bad).append(k)
+        elif state[k].shape != v.shape:
+            if k.startswith(head_name + "."):
+                skipped.append(k)
+            else:
+                bad.append(f"{k} {tuple(state[k].shape)} vs model {tuple(v.shape)}")
+    unexpected = [k for k in state if k not in own and not k.endswith("num_batches_tracked")]
+    if bad or unexpected:
+        parts = [f"not matching: {', '.join(bad[:6])}" if bad else "",
+                 f"unexpected: {', '.join(unexpected[:6])}" if unexpected else ""]
+        raise CheckpointError(f"model.weights={path} does not fit model {type(model).__name__} "
+                              f"({'; '.join(p for p in parts if p)})")
+    model.load_state_dict({k: state[k] for k in own if k not in skipped}, strict=False)
+    if skipped:
+        LOG.info("model.weights=%s: loaded; new head %s (%s)", path, head_name, ", ".join(skipped))
+    return skipped
+
+
+def freeze(model: nn.Module, spec: str) -> int:
+    """Freeze by spec; returns the number of frozen parameters."""
+    if spec in ("", "none"):
+        return 0
+    if spec == "backbone":
+        head_name, _ = head(model)
+        prefixes = [n for n, _ in model.named_children() if not head_name.startswith(n)]
+        inside = head_name.split(".")[0]
+        # a head nested in e.g. `classifier.6`: freeze the siblings inside that container too
+        container = model.get_submodule(inside)
+        prefixes += [f"{inside}.{n}" for n, _ in container.named_children() if f"{inside}.{n}" != head_name
+                     and not head_name.startswith(f"{inside}.{n}.")]
+    else:
+        prefixes = [p.strip() for p in spec.split(",") if p.strip()]
+        names = dict(model.named_modules())
+        unknown = [p for p in prefixes if p not in names]
+        if unknown:
+            raise ConfigError(f"model.freeze: no module named {unknown[:3]}; top-level modules: "
+                              f"{', '.join(n for n, _ in model.named_children())}")
+    n = 0
+    for name, p in model.named_parameters():
+        if any(name == pre or name.startswith(pre + ".") for pre in prefixes):
+            p.requires_grad_(False)
+            n += p.numel()
+    _freeze_batchnorm(model, prefixes)
+    return n
+
+
+def _freeze_batchnorm(model: nn.Module, prefixes: list[str]) -> None:
+    from torchvision.ops.misc import FrozenBatchNorm2d
+
+    for name, m in list(model.named_modules()):
+        if isinstance(m, nn.BatchNorm2d) and any(name == p or name.startswith(p + ".") for p in prefixes):
+            frozen = FrozenBatchNorm2d(m.num_features, eps=m.eps)
+            with torch.no_grad():
+                frozen.weight.copy_(m.weight)
+                frozen.bias.copy_(m.bias)
+                frozen.running_mean.copy_(m.running_mean)
+                frozen.running_var.copy_(m.running_var)
+            replace_module(model, name, frozen)
