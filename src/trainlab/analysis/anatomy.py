@@ -30,6 +30,7 @@ class Row:
     shared_with: str = ""
     macs: int = 0             # summed over every call (a module reused k times counts k times)
     calls: int = 0
+    order: int = -1           # position of its first call in the forward pass (-1: never called)
     total_params: int = 0     # own + children, each tensor once (set after collection)
     total_trainable: int = 0
     total_macs: int = 0
@@ -106,8 +107,16 @@ def analyse(model: nn.Module, input_shape, dtype: str = "float") -> Anatomy:
             s[2] += 1
         return fn
 
+    started: dict[str, int] = {}
+
+    def pre_hook(name):
+        def fn(mod, args):
+            started.setdefault(name, len(started))
+        return fn
+
     for name, mod in model.named_modules():
         hooks.append(mod.register_forward_hook(hook(name), with_kwargs=True))
+        hooks.append(mod.register_forward_pre_hook(pre_hook(name)))
     was_training = model.training
     try:
         model.eval()
@@ -123,7 +132,7 @@ def analyse(model: nn.Module, input_shape, dtype: str = "float") -> Anatomy:
         shape, macs, calls = stats[name]
         anatomy.rows.append(Row(name, type(mod).__name__, 0 if not name else name.count(".") + 1,
                                 not any(True for _ in mod.children()), shape, new, train, shared, with_,
-                                macs, calls))
+                                macs, calls, started.get(name, -1)))
     for r in anatomy.rows:  # subtree totals, each tensor once
         prefix = r.name + "." if r.name else ""
         sub = [o for o in anatomy.rows if o is r or o.name.startswith(prefix)]

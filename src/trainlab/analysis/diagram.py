@@ -14,16 +14,23 @@ MAX_BOXES = 36
 
 
 def diagram_rows(anatomy: Anatomy, max_boxes: int = MAX_BOXES) -> list[Row]:
-    """The modules to draw: those at the deepest depth (plus shallower leaves) that fit in
-    ``max_boxes``; modules the forward pass never called are left out."""
-    deepest = max((r.depth for r in anatomy.rows), default=0)
+    """The modules to draw, in the order the forward pass called them: at each depth the
+    called modules of that depth plus shallower ones none of whose sub-modules was called (a ModuleList is never called itself); the
+    deepest such set with at most ``max_boxes`` boxes."""
+    called = [r for r in anatomy.rows if r.calls]
+    deepest = max((r.depth for r in called), default=0)
     best = [anatomy.rows[0]]
     for depth in range(1, deepest + 1):
-        rows = [r for r in anatomy.rows if r.calls and (r.depth == depth or (r.leaf and r.depth < depth))]
+        rows = [r for r in called if 0 < r.depth <= depth and
+                (r.depth == depth or not any(_inside(c, r) for c in called))]
         if len(rows) > max_boxes:
             break
-        best = rows or best
+        best = sorted(rows, key=lambda r: r.order) or best
     return best
+
+
+def _inside(c: Row, parent: Row) -> bool:
+    return c.name.startswith(parent.name + ".")
 
 
 def _fmt(n: int) -> str:

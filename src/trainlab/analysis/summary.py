@@ -7,6 +7,7 @@ graph to TensorBoard.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -126,7 +127,8 @@ def write_graph(model: nn.Module, input_shape, log_dir: str | Path, dtype: str =
 
     was = model.training
     model.eval()
-    with SummaryWriter(str(log_dir)) as w:
+    with SummaryWriter(str(log_dir)) as w, warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # add_graph still traces with torch.jit
         w.add_graph(model, example_input(input_shape, dtype), use_strict_trace=False)
     model.train(was)
     return Path(log_dir)
