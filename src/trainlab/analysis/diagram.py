@@ -80,3 +80,11 @@ def draw(anatomy: Anatomy, path: str | Path, max_boxes: int = MAX_BOXES) -> Path
     fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
     return path
+
+
+def draw_png(anatomy: Anatomy, max_boxes: int = MAX_BOXES) -> bytes:
+    """The diagram as PNG bytes (for reports)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        return draw(anatomy, Path(d) / "model.png", max_boxes).read_bytes()
