@@ -18,7 +18,8 @@ h1{font-size:1.6em;border-bottom:2px solid #ddd;padding-bottom:.2em} h2{margin-t
 table{border-collapse:collapse;margin:.6em 0;font-size:.9em} th,td{border:1px solid #ccc;padding:.25em .6em}
 th{background:#f3f3f3;text-align:left} td.num{text-align:right;font-variant-numeric:tabular-nums}
 pre{background:#f7f7f7;padding:.7em;overflow-x:auto;font-size:.82em;border:1px solid #e3e3e3}
-img{max-width:100%;height:auto;border:1px solid #eee;margin:.4em 0}
+img{max-width:100%;height:auto;border:1px solid #eee;margin:.4em 0;vertical-align:top}
+img.half{width:49.5%}
 .note{color:#555;font-size:.9em} details{margin:.6em 0} summary{cursor:pointer;font-weight:600}
 """
 
@@ -57,13 +58,15 @@ class Doc:
         self.md.append("| " + " | ".join(map(esc, headers)) + " |\n|" + "---|" * len(headers) + "\n" +
                        "".join("| " + " | ".join(map(esc, row)) + " |\n" for row in cells))
 
-    def image(self, name: str, png: bytes, alt: str) -> None:
+    def image(self, name: str, png: bytes, alt: str, half: bool = False) -> None:
+        """``half``: two such images side by side in the HTML (curves)."""
         name = re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
         while name in self.images:
             name = "_" + name
         self.images[name] = png
         data = base64.b64encode(png).decode("ascii")
-        self.html.append(f'<img src="data:image/png;base64,{data}" alt="{html.escape(alt)}">')
+        cls = ' class="half"' if half else ""
+        self.html.append(f'<img{cls} src="data:image/png;base64,{data}" alt="{html.escape(alt)}">')
         self.md.append(f"![{alt}](FILES/{name})\n")
 
     def open_details(self, summary: str) -> None:
@@ -101,5 +104,7 @@ def _cell(v) -> str:
     if isinstance(v, float):
         if v != v:
             return "-"
-        return f"{v:.3g}" if v and abs(v) < 1e-3 else f"{v:,.4f}"
+        if v and abs(v) < 1e-3:
+            return f"{v:.3g}"
+        return f"{v:,.1f}" if abs(v) >= 100 else f"{v:,.2f}" if abs(v) >= 1 else f"{v:.4f}"
     return str(v)

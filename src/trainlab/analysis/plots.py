@@ -83,11 +83,11 @@ def _mark_epochs(ax, run: RunData) -> None:
 
 
 def lr_figure(runs: list[RunData]) -> bytes:
-    fig, ax = plt.subplots(figsize=(7.5, 3.2))
+    fig, ax = plt.subplots(figsize=(7.5, 4.2))
     for i, run in enumerate(runs):
         xs, ys = run.series("train", "lr")
         ax.plot(xs, ys, marker="o" if len(xs) < 15 else None, ms=3, label=run.label)
-    ax.set_ylabel("learning rate (at the end of the epoch)")
+    ax.set_ylabel("learning rate (end of epoch)")
     if any(y > 0 for r in runs for y in r.series("train", "lr")[1]):
         ax.set_yscale("log")
     ax.set_title("learning rate")
@@ -125,7 +125,10 @@ def confusion_figure(matrix: list[list[int]], class_names: list[str]) -> bytes:
     share = cm / np.maximum(cm.sum(1, keepdims=True), 1)
     size = min(max(4.5, 0.45 * n + 2), 14)
     fig, ax = plt.subplots(figsize=(size + 1.2, size))
-    im = ax.imshow(share * 100, cmap="Blues", vmin=0, vmax=100)
+    from matplotlib.colors import PowerNorm
+
+    # a power scale so that a 1% confusion is visible next to a 99% diagonal
+    im = ax.imshow(share * 100, cmap="Blues", norm=PowerNorm(0.3, vmin=0, vmax=100))
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="% of the true class")
     if n <= 30:
         ticks = list(range(n))

@@ -75,9 +75,10 @@ def _run_sections(doc: Doc, run: RunData, model, level: int) -> None:
         if run.overfitting_epoch() else "No overfitting onset: validation loss did not rise while training "
         "loss fell after its minimum."), note=True)
     for metric in run.metrics:
-        doc.image(f"{run.label}_{metric}.png", plots.curve_figure([run], metric), f"{metric} per epoch")
+        doc.image(f"{run.label}_{metric}.png", plots.curve_figure([run], metric), f"{metric} per epoch",
+                  half=True)
     if run.series("train", "lr")[0]:
-        doc.image(f"{run.label}_lr.png", plots.lr_figure([run]), "learning rate per epoch")
+        doc.image(f"{run.label}_lr.png", plots.lr_figure([run]), "learning rate per epoch", half=True)
     if run.eval_test and run.eval_test.get("per_class"):
         doc.heading("Per-class results (test split, best checkpoint)", h)
         _per_class(doc, run)
@@ -170,9 +171,10 @@ def _comparison(doc: Doc, runs: list[RunData], models: dict) -> None:
     for r in runs:
         metrics += [m for m in r.metrics if m not in metrics]
     for metric in metrics:
-        doc.image(f"compare_{metric}.png", plots.curve_figure(runs, metric), f"{metric} per epoch, all runs")
+        doc.image(f"compare_{metric}.png", plots.curve_figure(runs, metric), f"{metric} per epoch, all runs",
+                  half=True)
     if any(r.series("train", "lr")[0] for r in runs):
-        doc.image("compare_lr.png", plots.lr_figure(runs), "learning rate per epoch, all runs")
+        doc.image("compare_lr.png", plots.lr_figure(runs), "learning rate per epoch, all runs", half=True)
     doc.heading("Time per epoch and throughput", 2)
     doc.image("compare_timing.png", plots.timing_figure(runs), "time per epoch and samples per second, all runs")
     doc.heading("Runs in detail", 2)
