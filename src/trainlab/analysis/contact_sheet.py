@@ -13,8 +13,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 RIGHT, WRONG = "#1a7f37", "#cf222e"
 
 
-def contact_sheet(rows: list[dict], data, path: Path, total: int, cols: int = 8) -> Path:
-    """``rows``: diff rows (with 'position' in ``data``); ``total``: all disagreements, for the title."""
+def contact_sheet(rows: list[dict], data, path: Path, total: int, names: tuple[str, str] = ("A", "B"),
+                  cols: int = 8) -> Path:
+    """``rows``: diff rows (with 'position' in ``data``); ``total``: all disagreements, for the title;
+    ``names``: what A and B are (checkpoint labels)."""
     n = len(rows)
     cols = min(cols, n)
     lines = math.ceil(n / cols)
@@ -29,15 +31,16 @@ def contact_sheet(rows: list[dict], data, path: Path, total: int, cols: int = 8)
             ax.imshow(img[:3].permute(1, 2, 0).numpy(), interpolation="nearest")
         ax.set_title(_short(r["id"]), fontsize=6.5, color="#555555")
         for k, (text, ok) in enumerate((
-                (f"true {r['true']}", None),
-                (f"A {r['pred_a']} ({r['conf_a']:.2f})", r["correct_a"]),
-                (f"B {r['pred_b']} ({r['conf_b']:.2f})", r["correct_b"]))):
+                (f"true: {r['true']}", None),
+                (f"A: {r['pred_a']} ({r['conf_a']:.2f})", r["correct_a"]),
+                (f"B: {r['pred_b']} ({r['conf_b']:.2f})", r["correct_b"]))):
             ax.text(0.5, -0.06 - 0.17 * k, text, transform=ax.transAxes, ha="center", va="top", fontsize=8,
                     color="black" if ok is None else RIGHT if ok else WRONG,
                     fontweight="bold" if ok is None else "normal")
-    fig.suptitle(f"first {n} of {total} disagreements (green = correct, red = wrong; confidence in brackets)",
-                 fontsize=10)
-    fig.subplots_adjust(hspace=0.95, wspace=0.15, top=1 - 0.5 / (2.05 * lines + 0.6))
+    height = 2.05 * lines + 0.6
+    fig.suptitle(f"first {n} of {total} disagreements: A = {names[0]}, B = {names[1]}\n"
+                 f"(green = correct, red = wrong; the model's probability in brackets)", fontsize=10, y=1.0)
+    fig.subplots_adjust(hspace=0.95, wspace=0.15, top=1 - 0.75 / height)
     fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
     return Path(path)

@@ -108,7 +108,8 @@ def diff_checkpoints(a, b, *overrides: str, split: str = "test", out=None, sheet
         from .contact_sheet import contact_sheet
 
         result.files["contact_sheet"] = contact_sheet(result.disagreements[:sheet_size], data,
-                                                      out / "disagreements.png", len(result.disagreements))
+                                                      out / "disagreements.png", len(result.disagreements),
+                                                      (_label(a), _label(b)))
     return result
 
 
