@@ -20,7 +20,7 @@ th{background:#f3f3f3;text-align:left} td.num{text-align:right;font-variant-nume
 pre{background:#f7f7f7;padding:.7em;overflow-x:auto;font-size:.82em;border:1px solid #e3e3e3}
 img{max-width:100%;height:auto;border:1px solid #eee;margin:.4em 0;vertical-align:top}
 img.half{width:49.5%}
-.note{color:#555;font-size:.9em} details{margin:.6em 0} summary{cursor:pointer;font-weight:600}
+.wide{overflow-x:auto} .note{color:#555;font-size:.9em} details{margin:.6em 0} summary{cursor:pointer;font-weight:600}
 """
 
 _NUMBER = re.compile(r"^[-+]?[\d,]*\.?\d+(e[-+]?\d+)?%?$|^[-+]?[\d,]+$")
@@ -53,7 +53,7 @@ class Doc:
         body = "".join("<tr>" + "".join(
             f'<td class="num">{html.escape(c)}</td>' if _NUMBER.match(c) else f"<td>{html.escape(c)}</td>"
             for c in row) + "</tr>" for row in cells)
-        self.html.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+        self.html.append(f'<div class="wide"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>')
         esc = lambda c: c.replace("|", "\\|")  # noqa: E731
         self.md.append("| " + " | ".join(map(esc, headers)) + " |\n|" + "---|" * len(headers) + "\n" +
                        "".join("| " + " | ".join(map(esc, row)) + " |\n" for row in cells))

@@ -13,8 +13,8 @@ def flatten(tree: dict, prefix: str = "") -> dict:
     out = {}
     for k, v in (tree or {}).items():
         key = f"{prefix}{k}"
-        if isinstance(v, dict) and v:
-            out.update(flatten(v, key + "."))
+        if isinstance(v, dict):
+            out.update(flatten(v, key + "."))  # an empty dict adds no key: absent and {} agree
         else:
             out[key] = v
     return out
@@ -54,13 +54,18 @@ def ranking(runs: list[RunData], params: dict[str, int | None]) -> tuple[list[st
     scored.sort(key=lambda t: t[0] if t[0] is not None else missing, reverse=mode == "max")
     diff = differing_keys(runs)
     test_key = primary_metric(runs[0])
-    headers = ["rank", "run", f"best {monitor}", "best epoch", f"test {test_key} (best checkpoint)",
-               "epochs", "train time (s)", "parameters", *diff]
+    pct = lambda m: m.split(".")[-1].startswith("acc")  # noqa: E731 - accuracies shown in percent
+    scale = lambda m, v: None if v is None else round(v * 100, 2) if pct(m) else v  # noqa: E731
+    unit = lambda m: " (%)" if pct(m) else ""  # noqa: E731
+    headers = ["rank", "run", f"best {monitor}{unit(monitor)}", "best epoch",
+               f"test {test_key}{unit(test_key or '')} (best checkpoint)", "epochs", "train time (s)",
+               "parameters", *diff]
     rows = []
     for i, (value, r) in enumerate(scored, 1):
         flat = flatten(r.config)
         test = r.final.get(test_key) if r.final and test_key else None
-        rows.append([i, r.label, value, r.best_epoch, test, r.epochs, round(r.train_seconds(), 1),
+        rows.append([i, r.label, scale(monitor, value), r.best_epoch, scale(test_key or "", test), r.epochs,
+                     f"{r.train_seconds():,.1f}",
                      params.get(r.label), *[_short(flat.get(k)) for k in diff]])
     why = (f"Ranked on the best {monitor} over the epochs ({'lower' if mode == 'min' else 'higher'} is better); "
            f"the test column is the best checkpoint evaluated on the test split. "

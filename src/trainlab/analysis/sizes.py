@@ -39,15 +39,22 @@ def _optimizer_state(model: nn.Module, optim: OptimConfig) -> dict:
     return opt.state_dict()
 
 
-def disk_sizes(model: nn.Module, optim: OptimConfig | None = None, extra: dict | None = None) -> dict:
-    """{'weights_only': bytes, 'full_checkpoint': bytes, 'optimizer': name} measured on real files."""
+def disk_sizes(model: nn.Module, optim: OptimConfig | None = None, extra: dict | None = None,
+               directory: str | Path | None = None) -> dict:
+    """{'weights_only': bytes, 'full_checkpoint': bytes, 'optimizer': name} measured on real files,
+    written to ``directory`` (kept) or to a temporary folder (removed)."""
     optim = optim or OptimConfig()
     state = {k: v.detach().cpu() for k, v in model.state_dict(keep_vars=False).items()}
     weights = {"model": state, **(extra or {})}
     has_trainable = any(p.requires_grad for p in model.parameters())
     full = {**weights, "optimizer": _optimizer_state(model, optim)} if has_trainable else dict(weights)
+    if directory is not None:
+        return _measure(weights, full, Path(directory), optim.name)
     with tempfile.TemporaryDirectory(prefix="trainlab-size-") as d:
-        a = save_checkpoint(weights, Path(d) / "weights.pt")
-        b = save_checkpoint(full, Path(d) / "full.pt")
-        return {"weights_only": os.path.getsize(a), "full_checkpoint": os.path.getsize(b),
-                "optimizer": optim.name}
+        return _measure(weights, full, Path(d), optim.name)
+
+
+def _measure(weights: dict, full: dict, d: Path, optimizer: str) -> dict:
+    a = save_checkpoint(weights, d / "weights_only.pt")
+    b = save_checkpoint(full, d / "full_checkpoint.pt")
+    return {"weights_only": os.path.getsize(a), "full_checkpoint": os.path.getsize(b), "optimizer": optimizer}
