@@ -49,7 +49,8 @@ class Doc:
 
     def table(self, headers: list[str], rows: list[list]) -> None:
         cells = [[_cell(v) for v in row] for row in rows]
-        head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
+        # long dotted config keys may break after a dot instead of widening the table
+        head = "".join(f"<th>{html.escape(h).replace('.', '.<wbr>')}</th>" for h in headers)
         body = "".join("<tr>" + "".join(
             f'<td class="num">{html.escape(c)}</td>' if _NUMBER.match(c) else f"<td>{html.escape(c)}</td>"
             for c in row) + "</tr>" for row in cells)

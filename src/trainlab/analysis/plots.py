@@ -12,7 +12,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
+from matplotlib.ticker import MaxNLocator, NullFormatter  # noqa: E402
 
 from .rundata import RunData  # noqa: E402
 
@@ -90,6 +90,7 @@ def lr_figure(runs: list[RunData]) -> bytes:
     ax.set_ylabel("learning rate (end of epoch)")
     if any(y > 0 for r in runs for y in r.series("train", "lr")[1]):
         ax.set_yscale("log")
+        ax.yaxis.set_minor_formatter(NullFormatter())  # minor labels crowd the axis
     ax.set_title("learning rate")
     _epoch_axis(ax)
     ax.legend(fontsize=8)
