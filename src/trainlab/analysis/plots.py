@@ -18,7 +18,7 @@ from .rundata import RunData  # noqa: E402
 
 SPLIT_COLOURS = {"train": "#1f77b4", "valid": "#ff7f0e", "test": "#2ca02c"}
 SPLIT_STYLES = {"train": "-", "valid": "--", "test": ":"}
-LABELS = {"loss": "loss (cross-entropy, nats per sample)", "acc1": "top-1 accuracy (%)",
+LABELS = {"loss": "loss (cross-entropy, nats)", "acc1": "top-1 accuracy (%)",
           "acc5": "top-5 accuracy (%)", "ppl": "perplexity (lower is better)",
           "perplexity": "perplexity (lower is better)"}
 
@@ -78,8 +78,9 @@ def _mark_epochs(ax, run: RunData) -> None:
                    label=f"best epoch {run.best_epoch} ({run.monitor})")
     onset = run.overfitting_epoch()
     if onset:
-        ax.axvline(onset, color="#d62728", lw=1.2, ls="-.",
-                   label=f"overfitting from epoch {onset} (valid loss rises, train loss falls)")
+        # a shaded span, not a line: it often starts at the best epoch, whose line would hide it
+        ax.axvspan(onset, run.epochs, color="#d62728", alpha=0.08,
+                   label=f"overfitting after epoch {onset} (valid loss rises, train loss falls)")
 
 
 def lr_figure(runs: list[RunData]) -> bytes:
