@@ -27,26 +27,27 @@ def runs(tmp_path_factory):
 
 
 class Page(HTMLParser):
-    """Headings, images and table headers of a page."""
+    """Headings, images and table headers of a page (text inside <wbr> etc. joined)."""
 
     def __init__(self):
         super().__init__()
         self.headings, self.images, self.th = [], [], []
-        self._tag = None
+        self._open, self._text = None, []
 
     def handle_starttag(self, tag, attrs):
-        self._tag = tag
         if tag == "img":
             self.images.append(dict(attrs))
+        if tag in ("h1", "h2", "h3", "h4", "th"):
+            self._open, self._text = tag, []
 
     def handle_endtag(self, tag):
-        self._tag = None
+        if tag == self._open:
+            (self.th if tag == "th" else self.headings).append("".join(self._text).strip())
+            self._open = None
 
     def handle_data(self, data):
-        if self._tag in ("h1", "h2", "h3", "h4"):
-            self.headings.append(data.strip())
-        elif self._tag == "th":
-            self.th.append(data.strip())
+        if self._open:
+            self._text.append(data)
 
 
 def parse(path) -> Page:
