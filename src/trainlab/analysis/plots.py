@@ -142,7 +142,8 @@ def confusion_figure(matrix: list[list[int]], class_names: list[str]) -> bytes:
                 if cm[i, j]:
                     ax.text(j, i, f"{int(cm[i, j])}", ha="center", va="center", fontsize=7 if n > 10 else 9,
                             color="white" if share[i, j] > 0.5 else "black")
-    ax.set_xlabel("predicted class")
-    ax.set_ylabel("true class")
+    index = "" if n <= 30 else " (index in the per-class table)"
+    ax.set_xlabel("predicted class" + index)
+    ax.set_ylabel("true class" + index)
     ax.set_title("confusion matrix (test split, best checkpoint)")
     return _png(fig)

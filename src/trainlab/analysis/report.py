@@ -126,11 +126,26 @@ def _per_class(doc: Doc, run: RunData) -> None:
         m = ev["macro"]
         rows.append(["macro average", round(m["precision"] * 100, 2), round(m["recall"] * 100, 2),
                      round(m["f1"] * 100, 2), sum(r["support"] for r in ev["per_class"])])
+    many = len(rows) > 31  # Tiny-ImageNet's 200 rows would bury the rest of the report
+    if many:
+        doc.open_details(f"{len(ev['per_class'])} classes: precision, recall and F1 per class")
     doc.table(["class", "precision (%)", "recall (%)", "F1 (%)", "support"], rows)
+    if many:
+        doc.close_details()
     if ev.get("confusion_matrix"):
         names = [r["class"] for r in ev["per_class"]]
         doc.image(f"{run.label}_confusion.png", plots.confusion_figure(ev["confusion_matrix"], names),
                   "confusion matrix")
+        pairs = _top_confusions(ev["confusion_matrix"], names)
+        if pairs:
+            doc.para("The most frequent confusions:", note=True)
+            doc.table(["true class", "predicted as", "count", "% of the true class"], pairs)
+
+
+def _top_confusions(cm: list[list[int]], names: list[str], k: int = 10) -> list[list]:
+    cells = [(cm[i][j], i, j) for i in range(len(cm)) for j in range(len(cm)) if i != j and cm[i][j]]
+    cells.sort(reverse=True)
+    return [[names[i], names[j], c, round(100 * c / max(sum(cm[i]), 1), 2)] for c, i, j in cells[:k]]
 
 
 def _timing(doc: Doc, run: RunData) -> None:
