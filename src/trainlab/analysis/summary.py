@@ -1,15 +1,23 @@
-"""Model anatomy: per-layer output shapes and parameter counts for a given input size."""
+"""Model anatomy for people: ``trainlab summary MODEL_OR_RECIPE_OR_CKPT --input 3x64x64``.
+
+Builds the model, runs ``anatomy.analyse`` (shapes, parameters, mult-adds), measures the
+real file sizes, and formats a table; optionally draws the block diagram and writes the
+graph to TensorBoard.
+"""
 
 from __future__ import annotations
 
+import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
-import torch
 from torch import nn
 
-from ..config import ModelConfig
+from ..config import ModelConfig, OptimConfig
 from ..errors import ConfigError
-from ..models import build_model, count_parameters
+from ..models import build_model
+from .anatomy import Anatomy, analyse, example_input
+from .sizes import disk_sizes, parameter_bytes
 
 
 def parse_input(text: str) -> tuple[int, ...]:
@@ -39,35 +47,88 @@ def model_for_summary(target: str, input_shape, num_classes: int) -> tuple[nn.Mo
     else:
         mcfg = ModelConfig(name=target)
     if input_shape is None:
-        raise ConfigError("--input is required for a model name or recipe (e.g. --input 1x28x28)")
-    return build_model(mcfg, num_classes, input_shape), tuple(input_shape)
+        raise ConfigError(f"{target}: --input is required for a model name or recipe (e.g. --input 1x28x28)")
+    model = build_model(mcfg, num_classes, input_shape)
+    if path.suffix in (".yaml", ".yml"):
+        model.trainlab_config = cfg  # so the full-checkpoint size uses the recipe's optimizer
+    return model, tuple(input_shape)
 
 
-def summarize(model: nn.Module, input_shape, depth: int = 4) -> str:
-    import torchinfo
+@dataclass
+class Summary:
+    anatomy: Anatomy
+    param_bytes: int
+    sizes: dict
 
-    stats = torchinfo.summary(model, input_size=(1, *input_shape), depth=depth, verbose=0, device="cpu",
-                              col_names=("output_size", "num_params", "trainable"), row_settings=("var_names",))
-    total, trainable = count_parameters(model)
-    return (f"{stats}\n\ninput {tuple(input_shape)}: {total:,} parameters "
-            f"({trainable:,} trainable, {total - trainable:,} frozen), "
-            f"{sum(p.numel() * p.element_size() for p in model.parameters()) / 2**20:.2f} MB of weights")
+    def text(self, depth: int = 4) -> str:
+        return format_table(self.anatomy, depth) + "\n\n" + self.totals()
+
+    def totals(self) -> str:
+        a, s = self.anatomy, self.sizes
+        return "\n".join([
+            f"input {list(a.input_shape)} (batch of 1)",
+            f"parameters: {a.total_params:,} ({a.trainable_params:,} trainable, {a.frozen_params:,} frozen; "
+            f"tied tensors counted once)",
+            f"mult-adds per sample: {a.macs:,} ({a.macs / 1e6:,.1f} M; conv, linear, recurrent and attention layers)",
+            f"parameter memory: {self.param_bytes / 1e6:,.2f} MB ({self.param_bytes:,} bytes)",
+            f"weights-only file (like best.pt): {s['weights_only'] / 1e6:,.2f} MB ({s['weights_only']:,} bytes)",
+            f"full checkpoint with {s['optimizer']} state (like last.pt): {s['full_checkpoint'] / 1e6:,.2f} MB "
+            f"({s['full_checkpoint']:,} bytes)",
+        ])
 
 
-def layer_shapes(model: nn.Module, input_shape) -> list[tuple[str, tuple]]:
-    """(module name, output shape) for each leaf module, from one forward pass."""
-    out, hooks = [], []
-    for name, mod in model.named_modules():
-        if not list(mod.children()):
-            hooks.append(mod.register_forward_hook(
-                lambda m, i, o, name=name: out.append((name, tuple(o.shape))) if torch.is_tensor(o) else None))
-    try:
-        was = model.training
-        model.eval()
-        with torch.no_grad():
-            model(torch.zeros(1, *input_shape))
-        model.train(was)
-    finally:
-        for h in hooks:
-            h.remove()
-    return out
+def summarize_model(model: nn.Module, input_shape, dtype: str = "float") -> Summary:
+    anatomy = analyse(model, input_shape, dtype)
+    cfg = getattr(model, "trainlab_config", None)
+    optim = cfg.optim if cfg is not None else OptimConfig()
+    extra = {"config": cfg.to_dict()} if cfg is not None else {}
+    if getattr(model, "trainlab_meta", None):
+        extra["meta"] = model.trainlab_meta
+    return Summary(anatomy, parameter_bytes(model), disk_sizes(model, optim, extra))
+
+
+_CONTAINERS = ("ModuleList", "ModuleDict", "ParameterList", "ParameterDict")
+
+
+def format_table(anatomy: Anatomy, depth: int = 4) -> str:
+    """One line per module down to ``depth``; parameters and mult-adds include sub-modules."""
+    head = ("Layer (type)", "Output shape", "Params", "Mult-adds", "Note")
+    lines = []
+    for r in anatomy.rows:
+        if r.depth > depth:
+            continue
+        name = ("  " * max(r.depth - 1, 0) + ("" if r.depth == 0 else "└─") +
+                f"{r.name.rsplit('.', 1)[-1] if r.name else anatomy.model} ({r.kind})")
+        notes = []
+        if r.total_params and r.total_trainable == 0:
+            notes.append("frozen")
+        elif r.total_trainable < r.total_params:
+            notes.append(f"{r.total_params - r.total_trainable:,} frozen")
+        if r.shared:
+            notes.append(f"{r.shared:,} tied to {r.shared_with}")
+        if r.calls > 1:
+            notes.append(f"called {r.calls}x")
+        if r.calls == 0 and r.kind not in _CONTAINERS:
+            parent = anatomy.row(r.name.rsplit(".", 1)[0]) if "." in r.name else anatomy.rows[0]
+            notes.append("used inside its parent's forward" if parent.calls else "not called")
+        shape = str(list(r.output)) if r.output else "--"
+        lines.append((name, shape, f"{r.total_params:,}" if r.total_params else "--",
+                      f"{r.total_macs:,}" if r.total_macs else "--", "; ".join(notes)))
+    widths = [max(len(x[i]) for x in [head, *lines]) for i in range(5)]
+    fmt = lambda row: "  ".join(  # noqa: E731
+        (c.ljust(w) if i in (0, 1, 4) else c.rjust(w)) for i, (c, w) in enumerate(zip(row, widths))).rstrip()
+    rule = "-" * len(fmt(head))
+    return "\n".join([fmt(head), rule, *map(fmt, lines), rule])
+
+
+def write_graph(model: nn.Module, input_shape, log_dir: str | Path, dtype: str = "float") -> Path:
+    """The model graph in TensorBoard (Graphs tab): ``tensorboard --logdir LOG_DIR``."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    was = model.training
+    model.eval()
+    with SummaryWriter(str(log_dir)) as w, warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # add_graph still traces with torch.jit
+        w.add_graph(model, example_input(input_shape, dtype), use_strict_trace=False)
+    model.train(was)
+    return Path(log_dir)

@@ -1,0 +1,111 @@
+"""A report document built once and written twice: self-contained HTML and Markdown.
+
+Images are embedded in the HTML as base64 (it opens offline, alone) and written as PNG
+files beside the Markdown, which GitHub and editors render from relative links.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import re
+from pathlib import Path
+
+CSS = """
+body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;
+color:#222;line-height:1.45}
+h1{font-size:1.6em;border-bottom:2px solid #ddd;padding-bottom:.2em} h2{margin-top:1.8em;border-bottom:1px solid #eee}
+table{border-collapse:collapse;margin:.6em 0;font-size:.9em} th,td{border:1px solid #ccc;padding:.25em .6em}
+th{background:#f3f3f3;text-align:left} td.num{text-align:right;font-variant-numeric:tabular-nums}
+pre{background:#f7f7f7;padding:.7em;overflow-x:auto;font-size:.82em;border:1px solid #e3e3e3}
+img{max-width:100%;height:auto;border:1px solid #eee;margin:.4em 0;vertical-align:top}
+img.half{width:49.5%}
+.wide{overflow-x:auto} .note{color:#555;font-size:.9em} details{margin:.6em 0} summary{cursor:pointer;font-weight:600}
+"""
+
+_NUMBER = re.compile(r"^[-+]?[\d,]*\.?\d+(e[-+]?\d+)?%?$|^[-+]?[\d,]+$")
+
+
+class Doc:
+    def __init__(self, title: str):
+        self.title = title
+        self.html: list[str] = []
+        self.md: list[str] = []
+        self.images: dict[str, bytes] = {}
+
+    def heading(self, text: str, level: int = 2, anchor: str | None = None) -> None:
+        ident = f' id="{anchor}"' if anchor else ""
+        self.html.append(f"<h{level}{ident}>{html.escape(text)}</h{level}>")
+        self.md.append(f"\n{'#' * level} {text}\n")
+
+    def para(self, text: str, note: bool = False) -> None:
+        cls = ' class="note"' if note else ""
+        self.html.append(f"<p{cls}>{html.escape(text)}</p>")
+        self.md.append(f"{'_' + text + '_' if note else text}\n")
+
+    def pre(self, text: str) -> None:
+        self.html.append(f"<pre>{html.escape(text)}</pre>")
+        self.md.append(f"```\n{text}\n```\n")
+
+    def table(self, headers: list[str], rows: list[list]) -> None:
+        cells = [[_cell(v) for v in row] for row in rows]
+        # long dotted config keys may break after a dot instead of widening the table
+        head = "".join(f"<th>{html.escape(h).replace('.', '.<wbr>')}</th>" for h in headers)
+        body = "".join("<tr>" + "".join(
+            f'<td class="num">{html.escape(c)}</td>' if _NUMBER.match(c) else f"<td>{html.escape(c)}</td>"
+            for c in row) + "</tr>" for row in cells)
+        self.html.append(f'<div class="wide"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>')
+        esc = lambda c: c.replace("|", "\\|")  # noqa: E731
+        self.md.append("| " + " | ".join(map(esc, headers)) + " |\n|" + "---|" * len(headers) + "\n" +
+                       "".join("| " + " | ".join(map(esc, row)) + " |\n" for row in cells))
+
+    def image(self, name: str, png: bytes, alt: str, half: bool = False) -> None:
+        """``half``: two such images side by side in the HTML (curves)."""
+        name = re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
+        while name in self.images:
+            name = "_" + name
+        self.images[name] = png
+        data = base64.b64encode(png).decode("ascii")
+        cls = ' class="half"' if half else ""
+        self.html.append(f'<img{cls} src="data:image/png;base64,{data}" alt="{html.escape(alt)}">')
+        self.md.append(f"![{alt}](FILES/{name})\n")
+
+    def open_details(self, summary: str) -> None:
+        self.html.append(f"<details><summary>{html.escape(summary)}</summary>")
+        self.md.append(f"\n**{summary}**\n")
+
+    def close_details(self) -> None:
+        self.html.append("</details>")
+
+    def write(self, html_path: Path) -> tuple[Path, Path]:
+        html_path = Path(html_path)
+        html_path.parent.mkdir(parents=True, exist_ok=True)
+        page = (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+                f"<title>{html.escape(self.title)}</title><style>{CSS}</style></head><body>\n"
+                f"<h1>{html.escape(self.title)}</h1>\n" + "\n".join(self.html) + "\n</body></html>\n")
+        html_path.write_text(page, encoding="utf-8")
+        md_path = html_path.with_suffix(".md")
+        files = html_path.with_name(html_path.stem + "_files")
+        if self.images:
+            files.mkdir(exist_ok=True)
+            for name, png in self.images.items():
+                (files / name).write_bytes(png)
+        body = "\n".join(self.md).replace("](FILES/", f"]({files.name}/")
+        md_path.write_text(f"# {self.title}\n{body}", encoding="utf-8")
+        return html_path, md_path
+
+
+def _cell(v) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, bool):
+        return str(v)
+    if isinstance(v, int):
+        return f"{v:,}"
+    if isinstance(v, float):
+        if v != v:
+            return "-"
+        if v and abs(v) < 1e-3:
+            return f"{v:.3g}"
+        return f"{v:,.1f}" if abs(v) >= 100 else f"{v:,.2f}" if abs(v) >= 1 else f"{v:.4f}"
+    return str(v)

@@ -1,0 +1,147 @@
+"""Model anatomy: per-module output shapes, parameters (trainable/frozen, shared counted once)
+and multiply-adds, from one forward pass with hooks.
+
+Rows follow the module tree (``named_modules`` order), so a module that the forward pass
+never called still appears, with no output shape. A parameter tied between two modules (a
+language model's embedding and output layer) belongs to the first module that owns it; the
+later one shows it as shared and adds nothing to the totals.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from ._macs import _first_tensor, module_macs
+
+
+@dataclass
+class Row:
+    name: str                 # dotted module path ('' for the model itself)
+    kind: str                 # class name
+    depth: int                # 0 for the model, 1 for its children ...
+    leaf: bool
+    output: tuple | None      # output shape of the first call (batch 1), None if never called
+    params: int = 0           # this module's own parameters not already counted elsewhere
+    trainable: int = 0
+    shared: int = 0           # parameters tied to a module listed earlier
+    shared_with: str = ""
+    macs: int = 0             # summed over every call (a module reused k times counts k times)
+    calls: int = 0
+    order: int = -1           # position of its first call in the forward pass (-1: never called)
+    total_params: int = 0     # own + children, each tensor once (set after collection)
+    total_trainable: int = 0
+    total_macs: int = 0
+
+
+@dataclass
+class Anatomy:
+    model: str
+    input_shape: tuple
+    rows: list[Row] = field(default_factory=list)
+
+    @property
+    def total_params(self) -> int:
+        return sum(r.params for r in self.rows)
+
+    @property
+    def trainable_params(self) -> int:
+        return sum(r.trainable for r in self.rows)
+
+    @property
+    def frozen_params(self) -> int:
+        return self.total_params - self.trainable_params
+
+    @property
+    def macs(self) -> int:
+        return sum(r.macs for r in self.rows)
+
+    def row(self, name: str) -> Row:
+        return next(r for r in self.rows if r.name == name)
+
+
+def _own_params(model: nn.Module) -> dict[str, tuple[int, int, int, str]]:
+    """module name -> (new params, new trainable, shared params, owner of the shared ones)."""
+    owner: dict[int, str] = {}
+    out: dict[str, tuple[int, int, int, str]] = {}
+    for name, mod in model.named_modules(remove_duplicate=False):
+        if name in out:
+            continue
+        new = train = shared = 0
+        shared_with = ""
+        for p in mod.parameters(recurse=False):
+            if id(p) in owner and owner[id(p)] != name:
+                shared += p.numel()
+                shared_with = shared_with or owner[id(p)]
+                continue
+            owner[id(p)] = name
+            new += p.numel()
+            train += p.numel() if p.requires_grad else 0
+        out[name] = (new, train, shared, shared_with)
+    return out
+
+
+def example_input(input_shape, dtype: str = "float") -> torch.Tensor:
+    """A batch of one: zeros for images, token id 0 for language models (dtype 'long')."""
+    if dtype == "long":
+        return torch.zeros(1, *input_shape, dtype=torch.long)
+    return torch.zeros(1, *input_shape)
+
+
+def analyse(model: nn.Module, input_shape, dtype: str = "float") -> Anatomy:
+    """Run one forward pass (eval mode, no grad, CPU) and describe every module."""
+    params = _own_params(model)
+    stats: dict[str, list] = {name: [None, 0, 0] for name in params}  # shape, macs, calls
+    hooks = []
+
+    def hook(name):
+        def fn(mod, args, kwargs, out):
+            args = args or tuple(v for k, v in kwargs.items() if k in ("input", "query", "key", "value"))
+            s = stats[name]
+            t = _first_tensor(out)
+            if s[0] is None and t is not None:
+                s[0] = tuple(t.shape)
+            s[1] += module_macs(mod, args, out)
+            s[2] += 1
+        return fn
+
+    started: dict[str, int] = {}
+
+    def pre_hook(name):
+        def fn(mod, args):
+            started.setdefault(name, len(started))
+        return fn
+
+    for name, mod in model.named_modules():
+        hooks.append(mod.register_forward_hook(hook(name), with_kwargs=True))
+        hooks.append(mod.register_forward_pre_hook(pre_hook(name)))
+    was_training = model.training
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(example_input(input_shape, dtype).to(_device(model)))
+    finally:
+        model.train(was_training)
+        for h in hooks:
+            h.remove()
+    anatomy = Anatomy(type(model).__name__, tuple(input_shape))
+    for name, mod in model.named_modules():
+        new, train, shared, with_ = params[name]
+        shape, macs, calls = stats[name]
+        anatomy.rows.append(Row(name, type(mod).__name__, 0 if not name else name.count(".") + 1,
+                                not any(True for _ in mod.children()), shape, new, train, shared, with_,
+                                macs, calls, started.get(name, -1)))
+    for r in anatomy.rows:  # subtree totals, each tensor once
+        prefix = r.name + "." if r.name else ""
+        sub = [o for o in anatomy.rows if o is r or o.name.startswith(prefix)]
+        r.total_params = sum(o.params for o in sub)
+        r.total_trainable = sum(o.trainable for o in sub)
+        r.total_macs = sum(o.macs for o in sub)
+    return anatomy
+
+
+def _device(model: nn.Module) -> torch.device:
+    p = next(model.parameters(), None)
+    return p.device if p is not None else torch.device("cpu")

@@ -1,0 +1,50 @@
+"""A contact sheet: disagreeing images in a grid, true / A / B labels under each one."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+RIGHT, WRONG = "#1a7f37", "#cf222e"
+
+
+def contact_sheet(rows: list[dict], data, path: Path, total: int, names: tuple[str, str] = ("A", "B"),
+                  cols: int = 8) -> Path:
+    """``rows``: diff rows (with 'position' in ``data``); ``total``: all disagreements, for the title;
+    ``names``: what A and B are (checkpoint labels)."""
+    n = len(rows)
+    cols = min(cols, n)
+    lines = math.ceil(n / cols)
+    fig, axes = plt.subplots(lines, cols, figsize=(1.55 * cols, 2.05 * lines + 0.6), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, r in zip(axes.flat, rows):
+        img = data.images[r["position"]]  # uint8 [C, H, W]
+        if img.shape[0] == 1:
+            ax.imshow(img[0].numpy(), cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+        else:
+            ax.imshow(img[:3].permute(1, 2, 0).numpy(), interpolation="nearest")
+        ax.set_title(_short(r["id"]), fontsize=6.5, color="#555555")
+        for k, (text, ok) in enumerate((
+                (f"true: {r['true']}", None),
+                (f"A: {r['pred_a']} ({r['conf_a']:.2f})", r["correct_a"]),
+                (f"B: {r['pred_b']} ({r['conf_b']:.2f})", r["correct_b"]))):
+            ax.text(0.5, -0.06 - 0.17 * k, text, transform=ax.transAxes, ha="center", va="top", fontsize=8,
+                    color="black" if ok is None else RIGHT if ok else WRONG,
+                    fontweight="bold" if ok is None else "normal")
+    height = 2.05 * lines + 0.6
+    fig.suptitle(f"first {n} of {total} disagreements: A = {names[0]}, B = {names[1]}\n"
+                 f"(green = correct, red = wrong; the model's probability in brackets)", fontsize=10, y=1.0)
+    fig.subplots_adjust(hspace=0.95, wspace=0.15, top=1 - 0.75 / height)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return Path(path)
+
+
+def _short(text: str, width: int = 22) -> str:
+    return text if len(text) <= width else "..." + text[-(width - 3):]

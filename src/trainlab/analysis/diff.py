@@ -1,0 +1,133 @@
+"""``trainlab diff CKPT_A CKPT_B``: where two checkpoints disagree on a split, keyed by sample id.
+
+Both checkpoints predict the same split (checkpoint A's data config plus data.* overrides),
+each with its own normalisation statistics. Predictions are joined on the sample id (a file
+path or 'mnist:test:17'), never on loader position, and written as CSV, a JSON summary with
+McNemar's test, and a contact sheet of the first disagreements.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from .. import config as config_mod
+from .. import registry
+from ..errors import ConfigError, DataError
+from .stats import mcnemar
+
+
+@dataclass
+class DiffResult:
+    a: str
+    b: str
+    split: str
+    rows: list[dict] = field(default_factory=list)
+    summary: dict = field(default_factory=dict)
+    files: dict = field(default_factory=dict)
+
+    @property
+    def disagreements(self) -> list[dict]:
+        return [r for r in self.rows if not r["agree"]]
+
+    def text(self) -> str:
+        s, m = self.summary, self.summary["mcnemar"]
+        lines = [f"A = {self.a}", f"B = {self.b}",
+                 f"{self.split} split, {s['samples']:,} samples: agreement {s['agreement'] * 100:.2f}% "
+                 f"({s['disagreements']:,} disagreements)",
+                 f"accuracy A {s['accuracy_a'] * 100:.2f}%   B {s['accuracy_b'] * 100:.2f}%",
+                 f"A right, B wrong: {m['b']}   A wrong, B right: {m['c']}   both wrong: {s['both_wrong']}",
+                 f"McNemar ({m['method']}): statistic {m['statistic']:.3f}, p = {m['p_value']:.4g}"
+                 + ("  (the accuracies differ at the 5% level)" if m["p_value"] < 0.05 else "")]
+        lines += [f"{k}: {v}" for k, v in self.files.items()]
+        return "\n".join(lines)
+
+
+def _predict(model, cfg, bundle, split: str) -> dict[str, tuple[int, float, int]]:
+    """sample id -> (predicted class, its probability, true class)."""
+    from ..api import make_loaders
+    from ..engine import evaluate_model, resolve_device
+
+    device = resolve_device(cfg.train.device)
+    meta = model.trainlab_meta
+    bundle.mean, bundle.std = meta.get("mean", bundle.mean), meta.get("std", bundle.std)
+    loader = make_loaders(cfg, bundle, device)[split]
+    task = registry.TASKS.create(cfg.task.name, cfg.task, len(bundle.class_names))
+    _, meter = evaluate_model(model.to(device), task, loader, device, cfg.train.precision, keep_predictions=True)
+    data = bundle.splits[split]
+    probs, index = torch.cat(meter.probs), torch.cat(meter.index)
+    conf, pred = probs.max(1)
+    targets = torch.cat(meter.targets)
+    return {data.sample_id(i): (p, c, t) for i, p, c, t in
+            zip(index.tolist(), pred.tolist(), conf.tolist(), targets.tolist())}
+
+
+def _label(ckpt: Path) -> str:
+    ckpt = Path(ckpt)
+    run = ckpt.parent.parent.name if ckpt.parent.name == "checkpoints" else ckpt.parent.name
+    return f"{run}_{ckpt.stem}"
+
+
+def diff_checkpoints(a, b, *overrides: str, split: str = "test", out=None, sheet_size: int = 48) -> DiffResult:
+    from ..api import load
+    from ..data import build_data
+
+    model_a, model_b = load(a), load(b)
+    bad = [o for o in overrides if not o.split("=", 1)[0].startswith(("data.", "train.device", "train.precision"))]
+    if bad:
+        raise ConfigError(f"diff accepts data.*, train.device and train.precision overrides, not: {', '.join(bad)}")
+    cfg = config_mod.load(model_a.trainlab_config, list(overrides))
+    bundle = build_data(cfg.data)
+    if split not in bundle.splits:
+        raise ConfigError(f"--split {split}: the data has no such split (have {', '.join(bundle.splits)})")
+    for path, model in ((a, model_a), (b, model_b)):
+        if model.class_names != bundle.class_names:
+            raise DataError(f"{path}: its classes {model.class_names[:5]}... differ from the data's "
+                            f"{bundle.class_names[:5]}... (data.name={cfg.data.name})")
+    pa, pb = _predict(model_a, cfg, bundle, split), _predict(model_b, cfg, bundle, split)
+    data, names = bundle.splits[split], bundle.class_names
+    rows = []
+    for i in range(len(data)):  # split order, so "the first N disagreements" is stable
+        sid = data.sample_id(i)
+        (ya, ca, t), (yb, cb, _) = pa[sid], pb[sid]
+        rows.append({"id": sid, "position": i, "true": names[t], "pred_a": names[ya], "conf_a": ca,
+                     "pred_b": names[yb], "conf_b": cb, "agree": ya == yb,
+                     "correct_a": ya == t, "correct_b": yb == t})
+    result = DiffResult(str(a), str(b), split, rows, _summary(rows))
+    out = Path(out) if out else Path(f"diff_{_label(a)}_vs_{_label(b)}")
+    out.mkdir(parents=True, exist_ok=True)
+    result.files["predictions"] = _write_csv(rows, out / f"predictions_{split}.csv")
+    result.files["summary"] = out / "summary.json"
+    result.files["summary"].write_text(json.dumps({"a": str(a), "b": str(b), "split": split, **result.summary},
+                                                  indent=2), encoding="utf-8")
+    if result.disagreements and sheet_size > 0:
+        from .contact_sheet import contact_sheet
+
+        result.files["contact_sheet"] = contact_sheet(result.disagreements[:sheet_size], data,
+                                                      out / "disagreements.png", len(result.disagreements),
+                                                      (_label(a), _label(b)))
+    return result
+
+
+def _summary(rows: list[dict]) -> dict:
+    n = len(rows)
+    b = sum(r["correct_a"] and not r["correct_b"] for r in rows)
+    c = sum(r["correct_b"] and not r["correct_a"] for r in rows)
+    return {"samples": n, "agreement": sum(r["agree"] for r in rows) / n,
+            "disagreements": sum(not r["agree"] for r in rows),
+            "accuracy_a": sum(r["correct_a"] for r in rows) / n, "accuracy_b": sum(r["correct_b"] for r in rows) / n,
+            "both_wrong": sum(not r["correct_a"] and not r["correct_b"] for r in rows), "mcnemar": mcnemar(b, c)}
+
+
+def _write_csv(rows: list[dict], path: Path) -> Path:
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(["id", "true", "pred_a", "conf_a", "pred_b", "conf_b", "agree", "correct_a", "correct_b"])
+        for r in rows:
+            w.writerow([r["id"], r["true"], r["pred_a"], f"{r['conf_a']:.4f}", r["pred_b"], f"{r['conf_b']:.4f}",
+                        int(r["agree"]), int(r["correct_a"]), int(r["correct_b"])])
+    return path

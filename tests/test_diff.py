@@ -1,0 +1,87 @@
+"""Checkpoint disagreement: a B built to differ from A on a known set of samples; McNemar."""
+
+import csv
+import json
+import math
+
+import pytest
+import torch
+
+import trainlab
+from trainlab.analysis.diff import diff_checkpoints
+from trainlab.analysis.stats import mcnemar
+from trainlab.data import build_data
+from trainlab.engine.checkpoint import load_checkpoint, save_checkpoint
+
+from conftest import tiny_recipe
+
+
+def test_mcnemar_on_hand_checked_tables():
+    # b=10, c=2: exact two-sided p = 2 * (C(12,0) + C(12,1) + C(12,2)) / 2^12 = 2 * 79 / 4096
+    r = mcnemar(10, 2)
+    assert r["method"] == "exact binomial" and r["p_value"] == pytest.approx(158 / 4096)
+    # b=30, c=14: chi2 = (|30 - 14| - 1)^2 / 44 = 225 / 44; p from the chi-square(1) survival function
+    r = mcnemar(30, 14)
+    assert r["statistic"] == pytest.approx(225 / 44)
+    assert r["p_value"] == pytest.approx(0.023739, abs=1e-5)
+    assert mcnemar(5, 5)["p_value"] == 1.0 and mcnemar(0, 0)["p_value"] == 1.0
+    scipy_stats = pytest.importorskip("scipy.stats")
+    assert r["p_value"] == pytest.approx(scipy_stats.chi2.sf(225 / 44, 1))
+    assert mcnemar(3, 12)["p_value"] == pytest.approx(scipy_stats.binomtest(3, 15).pvalue)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    return trainlab.train(tiny_recipe(tmp_path_factory.mktemp("diff") / "run"))
+
+
+def logits_by_id(model, cfg):
+    """A's logits on the test split, computed here without the library's loaders."""
+    bundle = build_data(cfg.data)
+    test = bundle.splits["test"]
+    meta = model.trainlab_meta
+    mean = torch.tensor(meta["mean"]).view(1, -1, 1, 1)
+    std = torch.tensor(meta["std"]).view(1, -1, 1, 1)
+    with torch.no_grad():
+        logits = model((test.images.float() / 255 - mean) / std)
+    return test.ids, test.labels, logits
+
+
+def test_diff_finds_exactly_the_samples_a_bias_change_flips(run, tmp_path):
+    a = run.best_checkpoint
+    model = trainlab.load(a)
+    ids, labels, logits = logits_by_id(model, run.config)
+    k = 3  # raise class 3's bias by just enough to flip the 5 samples closest to choosing it
+    gap = logits.max(1).values - logits[:, k]
+    candidates = gap[gap > 0].sort().values
+    delta = float((candidates[4] + candidates[5]) / 2)
+    expected = {ids[i] for i in range(len(ids)) if 0 < gap[i] < delta}  # those already predicting 3 stay
+    assert len(expected) == 5
+    ckpt = load_checkpoint(a)
+    bias_key = [key for key in ckpt["model"] if key.endswith("bias")][-1]
+    ckpt["model"][bias_key] = ckpt["model"][bias_key].clone()
+    ckpt["model"][bias_key][k] += delta
+    b = save_checkpoint({key: v for key, v in ckpt.items() if key != "format"}, tmp_path / "b.pt")
+
+    result = diff_checkpoints(a, b, out=tmp_path / "out", sheet_size=4)
+    assert {r["id"] for r in result.disagreements} == expected
+    assert all(r["pred_b"] == "3" for r in result.disagreements)
+    n = len(ids)
+    assert result.summary["agreement"] == pytest.approx((n - 5) / n)
+    pred_a = logits.argmax(1)
+    assert result.summary["accuracy_a"] == pytest.approx(float((pred_a == labels).float().mean()))
+    with open(tmp_path / "out" / "predictions_test.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == n and {r["id"] for r in rows if r["agree"] == "0"} == expected
+    first = rows[0]
+    assert first["id"] == ids[0] and first["true"] == str(int(labels[0]))
+    assert math.isclose(float(first["conf_a"]), float(logits[0].softmax(0).max()), abs_tol=1e-3)
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["disagreements"] == 5 and summary["mcnemar"]["method"] == "exact binomial"
+    assert (tmp_path / "out" / "disagreements.png").stat().st_size > 5000
+
+
+def test_diff_of_a_checkpoint_with_itself_agrees_everywhere(run, tmp_path):
+    result = diff_checkpoints(run.best_checkpoint, run.best_checkpoint, out=tmp_path)
+    assert result.summary["agreement"] == 1.0 and result.summary["mcnemar"]["p_value"] == 1.0
+    assert "contact_sheet" not in result.files

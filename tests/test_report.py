@@ -1,0 +1,137 @@
+"""Run reports: every section and image of one run and of a comparison; metrics discovered."""
+
+import base64
+import io
+import json
+from html.parser import HTMLParser
+
+import pytest
+import yaml
+from PIL import Image
+
+import trainlab
+from trainlab.analysis.report import write_report
+from trainlab.analysis.rundata import RunData
+from trainlab.cli import main
+from trainlab.errors import DataError
+
+from conftest import tiny_recipe
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("report")
+    a = trainlab.train(tiny_recipe(root / "adam", train={"epochs": 2})).dir
+    b = trainlab.train(tiny_recipe(root / "sgd", train={"epochs": 2}, optim={"name": "sgd", "lr": 0.05})).dir
+    return root, a, b
+
+
+class Page(HTMLParser):
+    """Headings, images and table headers of a page (text inside <wbr> etc. joined)."""
+
+    def __init__(self):
+        super().__init__()
+        self.headings, self.images, self.th = [], [], []
+        self._open, self._text = None, []
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "img":
+            self.images.append(dict(attrs))
+        if tag in ("h1", "h2", "h3", "h4", "th"):
+            self._open, self._text = tag, []
+
+    def handle_endtag(self, tag):
+        if tag == self._open:
+            (self.th if tag == "th" else self.headings).append("".join(self._text).strip())
+            self._open = None
+
+    def handle_data(self, data):
+        if self._open:
+            self._text.append(data)
+
+
+def parse(path) -> Page:
+    page = Page()
+    page.feed(path.read_text(encoding="utf-8"))
+    return page
+
+
+def check_images(page: Page) -> None:
+    for img in page.images:
+        assert img["src"].startswith("data:image/png;base64,"), "images must be embedded"
+        im = Image.open(io.BytesIO(base64.b64decode(img["src"].split(",", 1)[1])))
+        assert im.size[0] > 300 and im.size[1] > 150 and img["alt"]
+
+
+SECTIONS = ["Final metrics", "Curves", "Per-class results (test split, best checkpoint)",
+            "Time per epoch and throughput", "Model", "Configuration (resolved)", "Environment"]
+
+
+def test_one_run_report_has_every_section_and_image(runs):
+    _, a, _ = runs
+    html, md = write_report([a])
+    assert html == a / "report.html"
+    page = parse(html)
+    assert all(s in page.headings for s in SECTIONS), page.headings
+    alts = [i["alt"] for i in page.images]
+    for alt in ("loss per epoch", "acc1 per epoch", "acc5 per epoch", "learning rate per epoch",
+                "confusion matrix", "time per epoch and samples per second", "architecture block diagram"):
+        assert alt in alts
+    check_images(page)
+    assert {"precision (%)", "recall (%)", "F1 (%)", "support", "train samples/s"} <= set(page.th)
+    text = html.read_text()
+    assert "optim:" in text and "torch" in text and "weights-only file" in text
+    markdown = md.read_text()
+    assert all(f"## {s}" in markdown for s in SECTIONS)
+    linked = [line.split("](", 1)[1].rstrip(")\n") for line in markdown.splitlines() if line.startswith("![")]
+    assert len(linked) == len(page.images) and all((md.parent / p).is_file() for p in linked)
+
+
+def test_comparison_ranks_runs_and_lists_differing_keys(runs, tmp_path):
+    _, a, b = runs
+    assert main(["report", str(a), str(b), "--out", str(tmp_path / "cmp.html")]) == 0
+    page = parse(tmp_path / "cmp.html")
+    assert {"Ranking", "Curves (overlaid)", "Runs in detail", "adam", "sgd"} <= set(page.headings)
+    assert {"best valid.acc1 (%)", "test acc1 (%) (best checkpoint)", "parameters", "optim.lr",
+            "optim.name"} <= set(page.th)
+    assert "run.dir" not in page.th and "optim.betas" not in page.th
+    alts = [i["alt"] for i in page.images]
+    assert "loss per epoch, all runs" in alts and alts.count("confusion matrix") == 2
+    check_images(page)
+
+
+def fake_run(path, valid_loss, train_loss, metric="ppl"):
+    """A run directory written by hand: a language-model-like run with perplexity, no checkpoint."""
+    path.mkdir()
+    (path / "config.yaml").write_text(yaml.safe_dump({"train": {"monitor": f"valid.{metric}"}}))
+    lines = []
+    for e, (v, t) in enumerate(zip(valid_loss, train_loss), 1):
+        lines.append({"epoch": e, "step": e * 10, "split": "train", "loss": t, metric: 2.718 ** t, "lr": 0.1,
+                      "seconds": 1.0, "samples_per_s": 100.0})
+        lines.append({"epoch": e, "step": e * 10, "split": "valid", "loss": v, metric: 2.718 ** v, "lr": 0.1})
+    (path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    return path
+
+
+def test_metrics_discovered_and_overfitting_onset_marked(tmp_path):
+    run = fake_run(tmp_path / "lm", valid_loss=[5.0, 4.5, 4.2, 4.3, 4.6], train_loss=[5.2, 4.4, 3.9, 3.5, 3.1])
+    data = RunData.load(run)
+    assert data.metrics == ["loss", "ppl"]
+    assert data.best_epoch == 3 and data.overfitting_epoch() == 3
+    html, _ = write_report([run], tmp_path / "lm.html")
+    page = parse(html)
+    assert "ppl per epoch" in [i["alt"] for i in page.images]
+    assert "validation loss rises after epoch 3" in html.read_text()
+    assert "model summary unavailable" not in html.read_text() and "no checkpoint" in html.read_text()
+
+
+def test_no_overfitting_when_valid_loss_keeps_falling(tmp_path):
+    run = fake_run(tmp_path / "ok", valid_loss=[5.0, 4.5, 4.2, 4.1], train_loss=[5.2, 4.4, 3.9, 3.5])
+    assert RunData.load(run).overfitting_epoch() is None
+
+
+def test_a_folder_without_metrics_is_refused_by_name(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match=r"empty: no metrics.jsonl"):
+        RunData.load(tmp_path / "empty")
+    assert main(["report", str(tmp_path / "missing")]) == 2
