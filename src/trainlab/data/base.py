@@ -7,6 +7,7 @@ normalisation statistics. Everything downstream works on these tensors in batche
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -14,6 +15,8 @@ import torch
 
 from ..config import DataConfig
 from ..errors import DataError
+
+LOG = logging.getLogger("trainlab")
 
 
 @dataclass
@@ -122,9 +125,7 @@ def build_data(cfg: DataConfig, raw: RawImages | None = None) -> DataBundle:
     train, test = raw.train, raw.test
     base = torch.arange(len(train))
     indices: dict[str, list[int]] = {}
-    if test is None:
-        if cfg.test_fraction <= 0:
-            raise DataError(f"dataset '{cfg.name}' has no test split: set data.test_fraction (e.g. 0.2)")
+    if test is None and cfg.test_fraction > 0:
         train, test, keep, held = split_off(train, cfg.test_fraction, cfg.split_seed + 1)
         indices["test"] = base[held].tolist()
         base = base[keep]
@@ -137,7 +138,10 @@ def build_data(cfg: DataConfig, raw: RawImages | None = None) -> DataBundle:
         indices["valid"] = base[held].tolist()
         base = base[keep]
     indices["train"] = base.tolist()
-    splits["test"] = test
+    if test is not None:
+        splits["test"] = test
+    else:
+        LOG.info("dataset '%s' has no test split (set data.test_fraction to hold one out)", cfg.name)
     if cfg.max_samples:  # a seeded random subset: files are often sorted by class
         for k, v in list(splits.items()):
             if len(v) > cfg.max_samples:

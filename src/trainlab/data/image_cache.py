@@ -49,7 +49,7 @@ def decode_image(path: Path, s: DecodeSettings) -> np.ndarray:
             arr = np.asarray(im, dtype=np.uint8)
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
         raise DataError(f"{path}: cannot decode image ({type(e).__name__}: {e})") from None
-    return arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
+    return np.array(arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1))  # a writable, contiguous copy
 
 
 def _resize(im, size: tuple[int, int], mode: str):
