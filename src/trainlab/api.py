@@ -62,7 +62,7 @@ def _config(recipe, overrides, sections: dict) -> Config:
 
 
 def make_loaders(cfg: Config, bundle, device: torch.device) -> dict:
-    tf = BatchTransform.from_config(cfg.data, bundle.mean, bundle.std)
+    tf = BatchTransform.from_config(cfg.data, bundle.mean, bundle.std, cfg.train.channels_last)
     eval_bs = cfg.data.eval_batch_size or 4 * cfg.data.batch_size
     out = {}
     for name, s in bundle.splits.items():

@@ -8,7 +8,7 @@ import logging
 import sys
 from pathlib import Path
 
-from .errors import TrainlabError
+from .errors import ConfigError, TrainlabError
 
 LOG = logging.getLogger("trainlab")
 
@@ -109,6 +109,24 @@ def cmd_diff(args) -> int:
     return 0
 
 
+def cmd_prepare(args) -> int:
+    from .data import prepare
+
+    if args.what == "tiny-imagenet":
+        dst = args.dst or str(args.src).rstrip("/") + "-folders"
+        counts = prepare.prepare_tiny_imagenet(args.src, dst, mode=args.mode or "link")
+    elif args.what == "catsdogs":
+        if not args.dst:
+            raise ConfigError("trainlab prepare catsdogs SRC DST: DST is required")
+        dst = args.dst
+        counts = prepare.prepare_catsdogs(args.src, dst, mode=args.mode or "copy")
+    else:
+        dst = args.dst or "."
+        counts = {"files": len(prepare.extract_archive(args.src, dst))}
+    print(f"{args.what}: {', '.join(f'{k} {v:,}' for k, v in counts.items())} -> {dst}")
+    return 0
+
+
 def cmd_config(args) -> int:
     from . import config
 
@@ -182,6 +200,14 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--out", help="output folder (default: diff-A-vs-B beside checkpoint A's run)")
     d.add_argument("--sheet", type=int, default=48, help="disagreements shown on the contact sheet")
     d.set_defaults(func=cmd_diff)
+
+    pp = sub.add_parser("prepare", help="class-folder copies of tiny-imagenet / catsdogs, or extract an archive safely")
+    pp.add_argument("what", choices=["tiny-imagenet", "catsdogs", "extract"])
+    pp.add_argument("src", help="the original dataset folder (never modified) or archive")
+    pp.add_argument("dst", nargs="?", help="output folder")
+    pp.add_argument("--mode", choices=["link", "symlink", "copy"], default=None,
+                    help="hard links (default for tiny-imagenet), symlinks or copies (default for catsdogs)")
+    pp.set_defaults(func=cmd_prepare)
 
     c = sub.add_parser("config", help="print a recipe's fully resolved config")
     c.add_argument("recipe")

@@ -29,18 +29,19 @@ class BatchTransform:
     """uint8 [B, C, H, W] -> normalised float, with batched random crops/flips in training."""
 
     def __init__(self, mean, std, crop_padding: int = 0, hflip: bool = False,
-                 random_resized: bool = False, rrc_scale=(0.35, 1.0)):
+                 random_resized: bool = False, rrc_scale=(0.35, 1.0), channels_last: bool = False):
         self.mean = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
         self.std = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
         self.crop_padding = crop_padding
         self.hflip = hflip
         self.random_resized = random_resized
         self.rrc_scale = tuple(rrc_scale)
+        self.channels_last = channels_last
 
     @classmethod
-    def from_config(cls, data_cfg, mean, std) -> "BatchTransform":
+    def from_config(cls, data_cfg, mean, std, channels_last: bool = False) -> "BatchTransform":
         return cls(mean, std, data_cfg.crop_padding, data_cfg.hflip, data_cfg.random_resized_crop,
-                   data_cfg.rrc_scale)
+                   data_cfg.rrc_scale, channels_last)
 
     def __call__(self, x: torch.Tensor, train: bool, gen: Optional[torch.Generator]) -> torch.Tensor:
         if train and self.crop_padding:
@@ -51,8 +52,8 @@ class BatchTransform:
         if train and self.hflip:
             flip = (torch.rand(len(x), generator=gen) < 0.5).to(x.device)
             x = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
-        x = x.div_(255)
-        return (x - self.mean.to(x.device)) / self.std.to(x.device)
+        x = (x.div_(255) - self.mean.to(x.device)) / self.std.to(x.device)
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
 
 def random_resized_crop(x: torch.Tensor, scale, gen: Optional[torch.Generator],

@@ -70,6 +70,10 @@ class Trainer:
                  run: Optional[RunDir] = None, meta: Optional[dict] = None):
         self.cfg, self.task, self.loaders, self.device, self.run = cfg, task, loaders, device, run
         self.model = model.to(device)
+        if cfg.train.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        # the compiled wrapper runs the steps; checkpoints keep the plain module's parameter names
+        self.runner = torch.compile(self.model) if cfg.train.compile else self.model
         self.meta = meta or {}
         tc = cfg.train
         self.monitor_split, self.monitor_key = tc.monitor.split(".", 1)
@@ -122,7 +126,7 @@ class Trainer:
 
     # ------------------------------------------------------------------ evaluation
     def evaluate(self, split: str, keep_predictions: bool = False):
-        return evaluate_model(self.model, self.task, self.loaders[split], self.device,
+        return evaluate_model(self.runner, self.task, self.loaders[split], self.device,
                               self.cfg.train.precision, keep_predictions)
 
     def _record(self, split: str, epoch: int, values: dict, **extra) -> dict:
@@ -138,7 +142,7 @@ class Trainer:
         """Forward/backward one batch; an optimizer step when ``do_step``. False if skipped."""
         tc = self.cfg.train
         with autocast(self.device, tc.precision):
-            out = self.task.step(self.model, batch, train=True)
+            out = self.task.step(self.runner, batch, train=True)
         loss = out["loss"]
         if not torch.isfinite(loss):
             return self._nonfinite(loss)
