@@ -18,7 +18,7 @@ from torch import nn
 from ..config import ModelConfig
 from ..errors import ConfigError
 from ..registry import MODELS
-from . import convnet, lenet, mlp, small, zoo  # noqa: F401  (registration)
+from . import cifar_resnet, convnet, lenet, mlp, small, zoo  # noqa: F401  (registration)
 
 
 def import_class(class_path: str, search_dirs=()) -> type:
