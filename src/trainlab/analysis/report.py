@@ -145,7 +145,7 @@ def _per_class(doc: Doc, run: RunData) -> None:
 def _top_confusions(cm: list[list[int]], names: list[str], k: int = 10) -> list[list]:
     cells = [(cm[i][j], i, j) for i in range(len(cm)) for j in range(len(cm)) if i != j and cm[i][j]]
     cells.sort(reverse=True)
-    return [[names[i], names[j], c, round(100 * c / max(sum(cm[i]), 1), 2)] for c, i, j in cells[:k]]
+    return [[names[i], names[j], c, f"{100 * c / max(sum(cm[i]), 1):.2f}%"] for c, i, j in cells[:k]]
 
 
 def _timing(doc: Doc, run: RunData) -> None:
