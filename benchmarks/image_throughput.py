@@ -12,6 +12,7 @@ both run in this process, alternating, so machine noise hits both.
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -24,20 +25,20 @@ from trainlab.api import make_loaders
 from trainlab.data import build_data
 from trainlab.models import build_model
 
-SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+SHARED = Path(os.environ.get("TRAINLAB_SHARED_DATA", Path(__file__).resolve().parent.parent.parent / "shared" / "data"))
 DATASETS = {  # name -> (trainlab data.name, root, ImageFolder root)
     "tiny-imagenet": ("tiny_imagenet", SHARED / "tiny-imagenet-200", SHARED / "tiny-imagenet-200" / "train"),
     "cats-vs-dogs": ("catsdogs", SHARED / "cats-vs-dogs", SHARED / "cats-vs-dogs" / "training_set"),
 }
 
 
-def reference_loader(folder: Path, size: int, batch: int, workers: int):
+def reference_loader(folder: Path, size: int, batch: int, workers: int, pin: bool):
     from torchvision import datasets, transforms
 
     tf = transforms.Compose([transforms.RandomResizedCrop(size, scale=(0.35, 1.0)), transforms.RandomHorizontalFlip(),
                              transforms.ToTensor(), transforms.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))])
     ds = datasets.ImageFolder(str(folder), transform=tf)
-    return torch.utils.data.DataLoader(ds, batch_size=batch, shuffle=True, num_workers=workers,
+    return torch.utils.data.DataLoader(ds, batch_size=batch, shuffle=True, num_workers=workers, pin_memory=pin,
                                        persistent_workers=workers > 0, drop_last=True), len(ds.classes)
 
 
@@ -48,16 +49,19 @@ def forever(loader_iter_fn):
         epoch += 1
 
 
-def timed(model, opt, batches, steps: int, channels_last: bool) -> float:
+def timed(model, opt, batches, steps: int, channels_last: bool, device: torch.device) -> float:
     model.train()
     n, t0 = 0, time.perf_counter()
     for _, (x, y) in zip(range(steps), batches):
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         opt.zero_grad(set_to_none=True)
         F.cross_entropy(model(x), y).backward()
         opt.step()
         n += len(y)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
     return n / (time.perf_counter() - t0)
 
 
@@ -69,20 +73,21 @@ def bench(name: str, args, cache_dir: str) -> dict:
     t0 = time.perf_counter()
     bundle = build_data(cfg.data)
     decode_s = time.perf_counter() - t0
-    loader = make_loaders(cfg, bundle, torch.device("cpu"))["train"]
+    device = torch.device(args.device)
+    loader = make_loaders(cfg, bundle, device)["train"]
     ours = forever(lambda e: ((b["inputs"], b["targets"]) for b in loader.iterate(e)))
-    ref_loader, n_cls = reference_loader(folder, args.size, args.batch, args.workers)
+    ref_loader, n_cls = reference_loader(folder, args.size, args.batch, args.workers, device.type == "cuda")
     ref = forever(lambda e: iter(ref_loader))
     res = {"trainlab": [], "reference": []}
     for _ in range(args.repeats):
         for label, batches in (("reference", ref), ("trainlab", ours)):
             torch.manual_seed(0)
-            model = build_model(cfg.model, max(n_cls, bundle.num_classes), (3, args.size, args.size))
+            model = build_model(cfg.model, max(n_cls, bundle.num_classes), (3, args.size, args.size)).to(device)
             if args.channels_last:
                 model = model.to(memory_format=torch.channels_last)
             opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-            timed(model, opt, batches, 3, args.channels_last)  # warm-up (workers start, allocator)
-            res[label].append(timed(model, opt, batches, args.steps, args.channels_last))
+            timed(model, opt, batches, 3, args.channels_last, device)  # warm-up (workers start, allocator)
+            res[label].append(timed(model, opt, batches, args.steps, args.channels_last, device))
     return {"decode_s": decode_s, **res}
 
 
@@ -94,6 +99,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--workers", type=int, default=2, help="DataLoader workers of the baseline")
     ap.add_argument("--channels-last", action="store_true", help="both sides use channels_last")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda")
     ap.add_argument("--datasets", nargs="*", default=list(DATASETS))
     args = ap.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, ResNet-18 at {args.size}px, batch {args.batch}, "
