@@ -37,6 +37,7 @@ class BatchTransform:
         self.random_resized = random_resized
         self.rrc_scale = tuple(rrc_scale)
         self.channels_last = channels_last
+        self._stats: dict = {}  # device -> (mean, std): no host-to-device copy per batch
 
     @classmethod
     def from_config(cls, data_cfg, mean, std, channels_last: bool = False) -> "BatchTransform":
@@ -50,9 +51,12 @@ class BatchTransform:
         if train and self.random_resized:
             x = random_resized_crop(x, self.rrc_scale, gen)
         if train and self.hflip:
-            flip = (torch.rand(len(x), generator=gen) < 0.5).to(x.device)
+            flip = torch.rand(len(x), generator=gen, device=x.device) < 0.5
             x = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
-        x = (x.div_(255) - self.mean.to(x.device)) / self.std.to(x.device)
+        if x.device not in self._stats:
+            self._stats[x.device] = (self.mean.to(x.device), self.std.to(x.device))
+        mean, std = self._stats[x.device]
+        x = (x.div_(255) - mean) / std
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
 
@@ -63,24 +67,23 @@ def random_resized_crop(x: torch.Tensor, scale, gen: Optional[torch.Generator],
     from torchvision.ops import roi_align
 
     b, _, h, w = x.shape
-    area = torch.empty(b).uniform_(scale[0], scale[1], generator=gen) * h * w
-    log_r = torch.empty(b).uniform_(math.log(ratio[0]), math.log(ratio[1]), generator=gen)
-    r = log_r.exp()
+    dev = x.device  # every draw on the batch's device: no host round trip per batch
+    area = torch.empty(b, device=dev).uniform_(scale[0], scale[1], generator=gen) * h * w
+    r = torch.empty(b, device=dev).uniform_(math.log(ratio[0]), math.log(ratio[1]), generator=gen).exp()
     bw = (area * r).sqrt().clamp(1, w)
     bh = (area / r).sqrt().clamp(1, h)
-    x0 = torch.rand(b, generator=gen) * (w - bw)
-    y0 = torch.rand(b, generator=gen) * (h - bh)
-    boxes = torch.stack([torch.arange(b, dtype=torch.float32), x0, y0, x0 + bw, y0 + bh], 1)
-    return roi_align(x, boxes.to(x.device, x.dtype), output_size=(h, w), spatial_scale=1.0,
-                     sampling_ratio=2, aligned=True)
+    x0 = torch.rand(b, generator=gen, device=dev) * (w - bw)
+    y0 = torch.rand(b, generator=gen, device=dev) * (h - bh)
+    boxes = torch.stack([torch.arange(b, dtype=torch.float32, device=dev), x0, y0, x0 + bw, y0 + bh], 1)
+    return roi_align(x, boxes.to(x.dtype), output_size=(h, w), spatial_scale=1.0, sampling_ratio=2, aligned=True)
 
 
 def random_crop(x: torch.Tensor, pad: int, gen: Optional[torch.Generator]) -> torch.Tensor:
     """Per-sample random crop of size HxW from the zero-padded batch, by gathering indices."""
     b, _, h, w = x.shape
     xp = F.pad(x, (pad, pad, pad, pad))
-    dy = torch.randint(0, 2 * pad + 1, (b,), generator=gen).to(x.device)
-    dx = torch.randint(0, 2 * pad + 1, (b,), generator=gen).to(x.device)
+    dy = torch.randint(0, 2 * pad + 1, (b,), generator=gen, device=x.device)
+    dx = torch.randint(0, 2 * pad + 1, (b,), generator=gen, device=x.device)
     rows = (dy.view(b, 1) + torch.arange(h, device=x.device)).view(b, 1, h, 1)
     cols = (dx.view(b, 1) + torch.arange(w, device=x.device)).view(b, 1, 1, w)
     bi = torch.arange(b, device=x.device).view(b, 1, 1, 1)
@@ -120,14 +123,19 @@ class TensorLoader:
         return [order[b * self.batch_size:(b + 1) * self.batch_size] for b in range(len(self))]
 
     def batch_generator(self, epoch: int, b: int) -> Optional[torch.Generator]:
-        """The augmentation randomness of batch ``b``: a function of (seed, epoch, b) only."""
-        return torch.Generator().manual_seed(_seed(self.seed, epoch, b, 7)) if self.shuffle else None
+        """The augmentation randomness of batch ``b``: a function of (seed, epoch, b) only, drawn on
+        the training device (so the same seed gives other crops on a GPU than on the CPU)."""
+        if not self.shuffle:
+            return None
+        return torch.Generator(device=self.device).manual_seed(_seed(self.seed, epoch, b, 7))
 
     def iterate(self, epoch: int = 0, start: int = 0) -> Iterator[dict]:
-        for b, idx in enumerate(self.index_batches(epoch)[start:], start):
-            dev_idx = idx.to(self.device)
+        batches = self.index_batches(epoch)
+        on_device = torch.cat(batches).to(self.device) if batches else None  # one copy per epoch
+        for b in range(start, len(batches)):
+            dev_idx = on_device[b * self.batch_size:b * self.batch_size + len(batches[b])]
             x = self.transform(self.images[dev_idx], train=self.shuffle, gen=self.batch_generator(epoch, b))
-            yield {"inputs": x, "targets": self.labels[dev_idx], "index": idx}
+            yield {"inputs": x, "targets": self.labels[dev_idx], "index": batches[b]}
 
     def __iter__(self):
         return self.iterate()
