@@ -26,6 +26,18 @@ def git_revision(path: str | Path | None = None) -> str | None:
         return None
 
 
+def cpu_model() -> str:
+    """The CPU's model name (platform.processor() is often empty on Linux)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def environment(device: torch.device | None = None) -> dict:
     import torchvision
 
@@ -41,7 +53,8 @@ def environment(device: torch.device | None = None) -> dict:
         "gpu_count": torch.cuda.device_count() if cuda else 0,
         "device": str(device) if device is not None else None,
         "device_name": (torch.cuda.get_device_name(device if device and device.type == "cuda" else 0)
-                        if cuda else platform.processor() or platform.machine()),
+                        if cuda else cpu_model()),
+        "cpu_model": cpu_model(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "git_revision": git_revision(),
