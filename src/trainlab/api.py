@@ -22,7 +22,7 @@ from torch import nn
 from . import config as config_mod
 from . import registry
 from .config import Config
-from .data import BatchTransform, DatasetLoader, FileLoader, ImageSet, TensorLoader, build_data
+from .data import BatchTransform, DatasetLoader, ImageSet, TensorLoader, build_data
 from .engine import Trainer, evaluate_model, load_checkpoint, load_model_state, resolve_device
 from .errors import CheckpointError, ConfigError, DataError
 from .models import build_model, count_parameters
@@ -71,7 +71,7 @@ def make_loaders(cfg: Config, bundle, device: torch.device) -> dict:
         if isinstance(s, ImageSet):
             out[name] = TensorLoader(s, bs, **kw)
         else:
-            out[name] = FileLoader(s, bs, num_workers=cfg.data.num_workers or min(4, os.cpu_count() or 1), **kw)
+            out[name] = DatasetLoader(s, bs, num_workers=cfg.data.num_workers or min(4, os.cpu_count() or 1), **kw)
     return out
 
 

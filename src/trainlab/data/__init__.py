@@ -2,7 +2,7 @@
 
 from . import embedded, image_datasets, mnist  # noqa: F401  (registration)
 from .base import DataBundle, ImageSet, RawImages, build_data
-from .loaders import BatchTransform, DatasetLoader, FileLoader, TensorLoader
+from .loaders import BatchTransform, DatasetLoader, TensorLoader
 
-__all__ = ["DataBundle", "ImageSet", "RawImages", "build_data", "BatchTransform", "DatasetLoader", "FileLoader",
+__all__ = ["DataBundle", "ImageSet", "RawImages", "build_data", "BatchTransform", "DatasetLoader",
            "TensorLoader"]

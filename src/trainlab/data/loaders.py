@@ -91,35 +91,26 @@ def random_crop(x: torch.Tensor, pad: int, gen: Optional[torch.Generator]) -> to
     return xp[bi, ci, rows, cols]
 
 
-class TensorLoader:
-    """Batches of a split held as tensors on ``device``; yields dicts of inputs/targets/index."""
+class _Batches:
+    """What every loader shares: the epoch's permutation and the per-batch generator, both pure
+    functions of (seed, epoch[, batch]), so a run resumed at batch k sees the same batches."""
 
-    def __init__(self, data: ImageSet, batch_size: int, *, shuffle: bool, seed: int,
-                 transform: BatchTransform, device: torch.device, drop_last: bool = False):
-        self.data = data
-        self.images = data.images.to(device)
-        self.labels = data.labels.to(device)
-        self.batch_size = batch_size
-        self.shuffle = shuffle
-        self.seed = seed
-        self.transform = transform
-        self.device = device
-        self.drop_last = drop_last and len(data) >= batch_size
+    def __init__(self, n: int, batch_size: int, shuffle: bool, seed: int, device: torch.device, drop_last: bool):
+        self.n, self.batch_size, self.shuffle, self.seed, self.device = n, batch_size, shuffle, seed, device
+        self.drop_last = drop_last and n >= batch_size
 
     def __len__(self) -> int:
-        n = len(self.labels)
-        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+        return self.n // self.batch_size if self.drop_last else -(-self.n // self.batch_size)
 
     @property
     def num_samples(self) -> int:
-        return len(self) * self.batch_size if self.drop_last else len(self.labels)
+        return len(self) * self.batch_size if self.drop_last else self.n
 
     def index_batches(self, epoch: int) -> list[torch.Tensor]:
-        n = len(self.labels)
         if self.shuffle:
-            order = torch.randperm(n, generator=torch.Generator().manual_seed(_seed(self.seed, epoch)))
+            order = torch.randperm(self.n, generator=torch.Generator().manual_seed(_seed(self.seed, epoch)))
         else:
-            order = torch.arange(n)
+            order = torch.arange(self.n)
         return [order[b * self.batch_size:(b + 1) * self.batch_size] for b in range(len(self))]
 
     def batch_generator(self, epoch: int, b: int) -> Optional[torch.Generator]:
@@ -129,6 +120,21 @@ class TensorLoader:
             return None
         return torch.Generator(device=self.device).manual_seed(_seed(self.seed, epoch, b, 7))
 
+    def __iter__(self):
+        return self.iterate()
+
+
+class TensorLoader(_Batches):
+    """Batches of a split held as tensors on ``device``; yields dicts of inputs/targets/index."""
+
+    def __init__(self, data: ImageSet, batch_size: int, *, shuffle: bool, seed: int,
+                 transform: BatchTransform, device: torch.device, drop_last: bool = False):
+        super().__init__(len(data), batch_size, shuffle, seed, device, drop_last)
+        self.data = data
+        self.images = data.images.to(device)
+        self.labels = data.labels.to(device)
+        self.transform = transform
+
     def iterate(self, epoch: int = 0, start: int = 0) -> Iterator[dict]:
         batches = self.index_batches(epoch)
         on_device = torch.cat(batches).to(self.device) if batches else None  # one copy per epoch
@@ -136,9 +142,6 @@ class TensorLoader:
             dev_idx = on_device[b * self.batch_size:b * self.batch_size + len(batches[b])]
             x = self.transform(self.images[dev_idx], train=self.shuffle, gen=self.batch_generator(epoch, b))
             yield {"inputs": x, "targets": self.labels[dev_idx], "index": batches[b]}
-
-    def __iter__(self):
-        return self.iterate()
 
 
 class _EpochBatches:
@@ -154,19 +157,19 @@ class _EpochBatches:
         return len(self.batches)
 
 
-class FileLoader(TensorLoader):
-    """The same batches as TensorLoader, decoded from files by DataLoader workers (for datasets
-    too large to cache): same permutation, same augmentation generators, same pixels."""
+class DatasetLoader(_Batches):
+    """Any map-style Dataset of (input, target) pairs through torch's DataLoader (workers, pinned
+    memory, persistent workers), batched exactly like TensorLoader. With a ``transform`` the
+    inputs are uint8 images augmented per batch on the device, which makes it the file-backed
+    twin of TensorLoader: same permutation, same generators, same pixels."""
 
-    def __init__(self, data, batch_size: int, *, shuffle: bool, seed: int, transform: BatchTransform,
-                 device: torch.device, num_workers: int = 2, drop_last: bool = False):
-        self.data, self.labels = data, data.labels
-        self.batch_size, self.shuffle, self.seed = batch_size, shuffle, seed
-        self.transform, self.device = transform, device
-        self.drop_last = drop_last and len(data) >= batch_size
+    def __init__(self, dataset, batch_size: int, *, shuffle: bool, seed: int, device: torch.device,
+                 transform: Optional[BatchTransform] = None, num_workers: int = 0, drop_last: bool = False):
+        super().__init__(len(dataset), batch_size, shuffle, seed, device, drop_last)
+        self.dataset, self.transform = dataset, transform
         self.sampler = _EpochBatches()
         self.loader = torch.utils.data.DataLoader(
-            data, batch_sampler=self.sampler, num_workers=num_workers, pin_memory=device.type == "cuda",
+            dataset, batch_sampler=self.sampler, num_workers=num_workers, pin_memory=device.type == "cuda",
             persistent_workers=num_workers > 0)
 
     def iterate(self, epoch: int = 0, start: int = 0) -> Iterator[dict]:
@@ -174,44 +177,6 @@ class FileLoader(TensorLoader):
         self.sampler.batches = [b.tolist() for b in batches]
         for b, (idx, (x, y)) in enumerate(zip(batches, self.loader), start):
             x = x.to(self.device, non_blocking=True)
-            x = self.transform(x, train=self.shuffle, gen=self.batch_generator(epoch, b))
-            yield {"inputs": x, "targets": y.to(self.device, non_blocking=True), "index": idx}
-
-
-class DatasetLoader:
-    """Any map-style Dataset of (input, target) pairs, through torch's DataLoader."""
-
-    def __init__(self, dataset, batch_size: int, *, shuffle: bool, seed: int, device: torch.device,
-                 num_workers: int = 0, drop_last: bool = False):
-        self.dataset = dataset
-        self.batch_size = batch_size
-        self.shuffle = shuffle
-        self.seed = seed
-        self.device = device
-        self.num_workers = num_workers
-        self.drop_last = drop_last
-
-    def __len__(self) -> int:
-        n = len(self.dataset)
-        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
-
-    @property
-    def num_samples(self) -> int:
-        return len(self) * self.batch_size if self.drop_last else len(self.dataset)
-
-    def iterate(self, epoch: int = 0, start: int = 0) -> Iterator[dict]:
-        g = torch.Generator().manual_seed(_seed(self.seed, epoch))
-        order = torch.randperm(len(self.dataset), generator=g) if self.shuffle else torch.arange(len(self.dataset))
-        batches = [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]
-        if self.drop_last and batches and len(batches[-1]) < self.batch_size:
-            batches.pop()
-        loader = torch.utils.data.DataLoader(
-            self.dataset, batch_sampler=[b.tolist() for b in batches[start:]],
-            num_workers=self.num_workers, pin_memory=self.device.type == "cuda",
-            persistent_workers=False)
-        for b, (x, y) in zip(batches[start:], loader):
-            yield {"inputs": x.to(self.device, non_blocking=True),
-                   "targets": torch.as_tensor(y).to(self.device, non_blocking=True), "index": b}
-
-    def __iter__(self):
-        return self.iterate()
+            if self.transform is not None:
+                x = self.transform(x, train=self.shuffle, gen=self.batch_generator(epoch, b))
+            yield {"inputs": x, "targets": torch.as_tensor(y).to(self.device, non_blocking=True), "index": idx}

@@ -89,39 +89,39 @@ def _safe_target(dst: Path, name: str) -> Path:
     return target
 
 
-def extract_archive(archive: str | Path, dst: str | Path) -> list[Path]:
-    """Extract .zip / .tar(.gz/.bz2/.xz) into dst; refuse absolute paths, '..', links and devices."""
-    archive, dst = Path(archive), Path(dst)
-    dst.mkdir(parents=True, exist_ok=True)
-    out = []
+def _members(archive: Path):
+    """(name, kind, open) for each member of a zip or tar; kind is 'file', 'dir' or 'other'."""
     if zipfile.is_zipfile(archive):
         with zipfile.ZipFile(archive) as zf:
             for info in zf.infolist():
-                target = _safe_target(dst, info.filename)
-                if (info.external_attr >> 16) & 0o170000 == 0o120000:
-                    raise DataError(f"{archive}: member {info.filename!r} is a symbolic link: refused")
-                if info.is_dir():
-                    target.mkdir(parents=True, exist_ok=True)
-                    continue
-                target.parent.mkdir(parents=True, exist_ok=True)
-                with zf.open(info) as fsrc, open(target, "wb") as fdst:
-                    shutil.copyfileobj(fsrc, fdst)
-                out.append(target)
-        return out
+                is_link = (info.external_attr >> 16) & 0o170000 == 0o120000
+                kind = "other" if is_link else "dir" if info.is_dir() else "file"
+                yield info.filename, kind, lambda info=info: zf.open(info)
+        return
     try:
         tf = tarfile.open(archive)
     except (tarfile.TarError, OSError) as e:
         raise DataError(f"{archive}: not a zip or tar archive ({e})") from None
     with tf:
         for m in tf.getmembers():
-            target = _safe_target(dst, m.name)
-            if not (m.isfile() or m.isdir()):
-                raise DataError(f"{archive}: member {m.name!r} is a link or special file: refused")
-            if m.isdir():
-                target.mkdir(parents=True, exist_ok=True)
-                continue
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with tf.extractfile(m) as fsrc, open(target, "wb") as fdst:
-                shutil.copyfileobj(fsrc, fdst)
-            out.append(target)
+            kind = "file" if m.isfile() else "dir" if m.isdir() else "other"
+            yield m.name, kind, lambda m=m: tf.extractfile(m)
+
+
+def extract_archive(archive: str | Path, dst: str | Path) -> list[Path]:
+    """Extract .zip / .tar(.gz/.bz2/.xz) into dst; refuse absolute paths, '..', links and devices."""
+    archive, dst = Path(archive), Path(dst)
+    dst.mkdir(parents=True, exist_ok=True)
+    out = []
+    for name, kind, opener in _members(archive):
+        target = _safe_target(dst, name)
+        if kind == "other":
+            raise DataError(f"{archive}: member {name!r} is a link or special file: refused")
+        if kind == "dir":
+            target.mkdir(parents=True, exist_ok=True)
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with opener() as fsrc, open(target, "wb") as fdst:
+            shutil.copyfileobj(fsrc, fdst)
+        out.append(target)
     return out
