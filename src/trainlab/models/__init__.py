@@ -18,7 +18,7 @@ from torch import nn
 from ..config import ModelConfig
 from ..errors import ConfigError
 from ..registry import MODELS
-from . import convnet, lenet, mlp  # noqa: F401  (registration)
+from . import convnet, lenet, mlp, rnn_lm, transformer_lm  # noqa: F401  (registration)
 
 
 def import_class(class_path: str, search_dirs=()) -> type:
@@ -53,19 +53,23 @@ def _check_args(factory, args: dict, what: str) -> None:
 
 
 def build_model(cfg: ModelConfig, num_classes: int | None = None, input_shape=None,
-                search_dirs=()) -> nn.Module:
+                search_dirs=(), inferred: dict | None = None) -> nn.Module:
+    """``inferred``: constructor arguments the data implies (a bundle's ``model_kwargs()``, e.g.
+    ``vocab_size``); like num_classes/input_shape they are passed only where the constructor takes them."""
     if cfg.class_path:
         factory, what = import_class(cfg.class_path, search_dirs), cfg.class_path
     else:
         factory, what = MODELS.get(cfg.name), f"model '{cfg.name}'"
     _check_args(factory, cfg.init_args, what)
     params = inspect.signature(factory).parameters
-    inferred = {}
+    inferred = dict(inferred or {})
     if num_classes is not None:
         inferred["num_classes"] = num_classes
     if input_shape is not None:
         inferred["in_channels"] = input_shape[0]
         inferred["input_size"] = tuple(input_shape[1:])
+    if "input_size" in inferred:
+        inferred["input_size"] = tuple(inferred["input_size"])
     kwargs = {k: v for k, v in inferred.items() if k in params}
     kwargs.update(cfg.init_args)
     try:
