@@ -66,3 +66,17 @@ def lm_recipe(run_dir, root, **sections) -> dict:
     for section, values in sections.items():
         recipe.setdefault(section, {}).update(values)
     return recipe
+
+
+@pytest.fixture(scope="session")
+def tiny_lm(tmp_path_factory):
+    """A word-level LSTM trained to near-memorise TINY_CORPUS (shared by the LM and generation tests)."""
+    import trainlab
+
+    root = tmp_path_factory.mktemp("tiny_lm")
+    corpus = root / "tiny.txt"
+    corpus.write_text(TINY_CORPUS, encoding="utf-8")
+    return trainlab.train(lm_recipe(root / "run", corpus, train={"epochs": 10, "monitor": "train.ppl"},
+                                    data={"valid_fraction": 0.0, "test_fraction": 0.0, "bptt": 12,
+                                          "batch_size": 8},
+                                    optim={"lr": 2e-2}))
