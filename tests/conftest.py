@@ -31,3 +31,52 @@ def tiny_recipe(run_dir, **sections) -> dict:
     for section, values in sections.items():
         recipe.setdefault(section, {}).update(values)
     return recipe
+
+
+PTB_DIR = SHARED / "ptb"
+WIKITEXT2_DIR = SHARED / "wikitext-2"
+SHAKESPEARE = SHARED / "tinyshakespeare" / "input.txt"
+
+
+def needs_shared(path: Path):
+    return pytest.mark.skipif(not path.exists(), reason=f"shared dataset not found: {path}")
+
+
+# A tiny corpus with a learnable, repetitive structure (and non-ASCII words).
+TINY_CORPUS = "".join([
+    "the cat sat on the mat\n",
+    "the dog ate the bone\n",
+    "a café served crème brûlée\n",
+    "the cat ate the fish\n",
+] * 30)
+
+
+def lm_recipe(run_dir, root, **sections) -> dict:
+    """A seconds-long language-model run on a small corpus file or folder."""
+    recipe = {
+        "data": {"name": "text", "root": str(root), "batch_size": 4, "bptt": 8, "valid_fraction": 0.1,
+                 "test_fraction": 0.1},
+        "model": {"name": "rnn_lm", "init_args": {"emb_size": 32, "hidden_size": 32, "num_layers": 2,
+                                                  "dropout": 0.1, "tie_weights": True}},
+        "task": {"name": "language_model"},
+        "optim": {"name": "adam", "lr": 1e-2},
+        "train": {"epochs": 2, "seed": 5, "grad_clip": 1.0, "monitor": "valid.ppl"},
+        "run": {"dir": str(run_dir), "progress": False, "tensorboard": False},
+    }
+    for section, values in sections.items():
+        recipe.setdefault(section, {}).update(values)
+    return recipe
+
+
+@pytest.fixture(scope="session")
+def tiny_lm(tmp_path_factory):
+    """A word-level LSTM trained to near-memorise TINY_CORPUS (shared by the LM and generation tests)."""
+    import trainlab
+
+    root = tmp_path_factory.mktemp("tiny_lm")
+    corpus = root / "tiny.txt"
+    corpus.write_text(TINY_CORPUS, encoding="utf-8")
+    return trainlab.train(lm_recipe(root / "run", corpus, train={"epochs": 10, "monitor": "train.ppl"},
+                                    data={"valid_fraction": 0.0, "test_fraction": 0.0, "bptt": 12,
+                                          "batch_size": 8},
+                                    optim={"lr": 2e-2}))

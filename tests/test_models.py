@@ -1,3 +1,5 @@
+import inspect
+
 import pytest
 import torch
 
@@ -13,8 +15,13 @@ SLOW = {"resnet34", "resnet50", "resnet101", "resnet152", "vgg11", "vgg11_bn", "
         "vgg19", "vgg19_bn", "vit_b_16"}
 
 
+# language models (they take a vocab_size) are checked on token ids in test_lm.py
+IMAGE_MODELS = [n for n in registry.MODELS.names()
+                if "vocab_size" not in inspect.signature(registry.MODELS.get(n)).parameters]
+
+
 def _cases():
-    for name in registry.MODELS.names():
+    for name in IMAGE_MODELS:
         marks = [pytest.mark.slow] if name in SLOW else []
         yield pytest.param(name, (3, 32, 32), {}, marks=marks)
         if name in GREY_OK:

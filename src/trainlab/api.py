@@ -22,7 +22,7 @@ from torch import nn
 from . import config as config_mod
 from . import registry
 from .config import Config
-from .data import BatchTransform, DatasetLoader, ImageSet, TensorLoader, build_data
+from .data import DatasetLoader, build_data
 from .engine import Trainer, evaluate_model, load_checkpoint, load_model_state, resolve_device
 from .errors import CheckpointError, ConfigError, DataError
 from .models import build_model, count_parameters
@@ -62,17 +62,8 @@ def _config(recipe, overrides, sections: dict) -> Config:
 
 
 def make_loaders(cfg: Config, bundle, device: torch.device) -> dict:
-    tf = BatchTransform.from_config(cfg.data, bundle.mean, bundle.std, cfg.train.channels_last)
-    eval_bs = cfg.data.eval_batch_size or 4 * cfg.data.batch_size
-    out = {}
-    for name, s in bundle.splits.items():
-        kw = dict(shuffle=name == "train", seed=cfg.train.seed, transform=tf, device=device)
-        bs = cfg.data.batch_size if name == "train" else eval_bs
-        if isinstance(s, ImageSet):
-            out[name] = TensorLoader(s, bs, **kw)
-        else:
-            out[name] = DatasetLoader(s, bs, num_workers=cfg.data.num_workers or min(4, os.cpu_count() or 1), **kw)
-    return out
+    """The bundle's loaders (images: TensorLoader; text: BPTTLoader)."""
+    return bundle.make_loaders(cfg, device)
 
 
 def _dataset_loaders(cfg: Config, datasets: dict, device) -> dict:
@@ -131,19 +122,20 @@ def train(recipe=None, *overrides: str, model: nn.Module | None = None, datasets
         loaders = _dataset_loaders(cfg, datasets, device)
         first_x, _ = datasets["train"][0]
         input_shape = tuple(torch.as_tensor(first_x).shape)
-        names = class_names
-        meta_data = {"input_shape": list(input_shape), "class_names": names}
+        num_classes = len(class_names) if class_names else None
+        meta_data = {"input_shape": list(input_shape), "class_names": class_names}
+        inferred = {"in_channels": input_shape[0], "input_size": list(input_shape[1:])}
+        if num_classes is not None:
+            inferred["num_classes"] = num_classes
         split_indices = {}
     else:
         bundle = build_data(cfg.data)
-        loaders = make_loaders(cfg, bundle, device)
-        input_shape, names = bundle.input_shape, bundle.class_names
+        loaders = bundle.make_loaders(cfg, device)
+        num_classes, inferred = bundle.num_classes, bundle.model_kwargs()
         meta_data, split_indices = bundle.info(), bundle.split_indices
-        LOG.info("data %s from %s: %s", cfg.data.name, bundle.source,
-                 ", ".join(f"{k} {len(v):,}" for k, v in bundle.splits.items()))
-    num_classes = len(names) if names else None
+        LOG.info("data %s from %s: %s", cfg.data.name, bundle.source, bundle.describe())
     if model is None:
-        model = build_model(cfg.model, num_classes, input_shape)
+        model = build_model(cfg.model, inferred=inferred)
     if num_classes is None:
         raise ConfigError("pass class_names=[...] when passing datasets directly")
     task = registry.TASKS.create(cfg.task.name, cfg.task, num_classes)
@@ -156,7 +148,7 @@ def train(recipe=None, *overrides: str, model: nn.Module | None = None, datasets
         run.write_start(cfg, device, argv)
         if split_indices:
             run.write_json("splits.json", split_indices)
-        meta = {**meta_data, "num_classes": num_classes, "task": cfg.task.name,
+        meta = {**meta_data, "num_classes": num_classes, "task": cfg.task.name, "model_kwargs": inferred,
                 "model_class": type(model).__module__ + ":" + type(model).__qualname__}
         trainer = Trainer(cfg, model, task, loaders, device, run, meta)
         total, trainable = count_parameters(trainer.model)
@@ -184,8 +176,11 @@ def load(checkpoint: str | Path, device: str = "cpu") -> nn.Module:
     cfg = config_mod.from_dict(ckpt["config"])
     meta = ckpt.get("meta", {})
     search = [Path(checkpoint).resolve().parent.parent.parent]  # a custom module beside the runs folder
-    model = build_model(cfg.model, meta.get("num_classes"), meta.get("input_shape"), search_dirs=search,
-                        from_checkpoint=True)
+    if "model_kwargs" in meta:
+        model = build_model(cfg.model, inferred=meta["model_kwargs"], search_dirs=search, from_checkpoint=True)
+    else:  # checkpoints written before model_kwargs was recorded
+        model = build_model(cfg.model, meta.get("num_classes"), meta.get("input_shape"), search_dirs=search,
+                            from_checkpoint=True)
     load_model_state(model, ckpt["model"], str(checkpoint))
     model.class_names = meta.get("class_names")
     model.trainlab_config = cfg
@@ -203,19 +198,14 @@ def evaluate(checkpoint: str | Path, *overrides: str, split: str = "test", out: 
         raise ConfigError(f"eval accepts data.*, train.device and train.precision overrides, not: {', '.join(bad)}")
     cfg = config_mod.load(model.trainlab_config, list(overrides))
     device = resolve_device(cfg.train.device)
-    bundle = build_data(cfg.data)
+    bundle = build_data(cfg.data, meta=model.trainlab_meta)  # training statistics / vocabulary / classes
     if split not in bundle.splits:
         raise ConfigError(f"split '{split}' does not exist; have {', '.join(bundle.splits)}")
-    if bundle.class_names != model.class_names:
-        raise DataError(f"the dataset's classes {bundle.class_names[:5]}... differ from the checkpoint's "
-                        f"{model.class_names[:5]}...")
-    meta = model.trainlab_meta
-    bundle.mean, bundle.std = meta.get("mean", bundle.mean), meta.get("std", bundle.std)  # the training stats
-    loaders = make_loaders(cfg, bundle, device)
-    task = registry.TASKS.create(cfg.task.name, cfg.task, len(bundle.class_names))
+    loaders = bundle.make_loaders(cfg, device)
+    task = registry.TASKS.create(cfg.task.name, cfg.task, bundle.num_classes)
     result, meter = evaluate_model(model.to(device), task, loaders[split], device, cfg.train.precision,
                                    keep_predictions=True)
-    result = {"checkpoint": str(checkpoint), "split": split, **result, **meter.details(bundle.class_names)}
+    result = {"checkpoint": str(checkpoint), "split": split, **result, **meter.details(model.class_names)}
     out = Path(out) if out else Path(checkpoint).with_name(f"eval_{split}_{Path(checkpoint).stem}.json")
     try:
         out.write_text(json.dumps(result, indent=2), encoding="utf-8")

@@ -40,9 +40,15 @@ def cmd_train(args) -> int:
     last = {r["split"]: r for r in run.metrics}
     print(f"run directory: {run.dir}")
     if run.test:
-        print(f"test accuracy (best checkpoint, epoch {last['test'].get('best_epoch')}): "
-              f"{run.test['acc1']:.4f}  top-5 {run.test['acc5']:.4f}  loss {run.test['loss']:.4f}")
+        print(f"test (best checkpoint, epoch {last['test'].get('best_epoch')}): {_scalars(run.test)}")
     return 0
+
+
+def _scalars(result: dict) -> str:
+    """'loss 0.1234  acc1 0.9500 ...': the headline metrics a task reported, in its order."""
+    skip = {"seconds", "samples", "tokens", "samples_per_s", "tokens_per_s", "best_epoch", "epoch", "step"}
+    return "  ".join(f"{k} {v:.4f}" for k, v in result.items()
+                     if k not in skip and isinstance(v, float))
 
 
 def cmd_eval(args) -> int:
@@ -52,11 +58,12 @@ def cmd_eval(args) -> int:
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
-    print(f"{args.checkpoint} on {result['split']} ({result['samples']:,} samples): loss {result['loss']:.4f}  "
-          f"acc1 {result['acc1']:.4f}  acc5 {result['acc5']:.4f}")
-    print(f"{'class':>16} {'precision':>9} {'recall':>9} {'f1':>9} {'support':>8}")
-    for r in result["per_class"]:
-        print(f"{r['class'][:16]:>16} {r['precision']:9.4f} {r['recall']:9.4f} {r['f1']:9.4f} {r['support']:8d}")
+    unit = "tokens" if "tokens" in result else "samples"
+    print(f"{args.checkpoint} on {result['split']} ({result[unit]:,} {unit}): {_scalars(result)}")
+    if result.get("per_class"):
+        print(f"{'class':>16} {'precision':>9} {'recall':>9} {'f1':>9} {'support':>8}")
+        for r in result["per_class"]:
+            print(f"{r['class'][:16]:>16} {r['precision']:9.4f} {r['recall']:9.4f} {r['f1']:9.4f} {r['support']:8d}")
     if "written_to" in result:
         print(f"written to {result['written_to']}")
     return 0
@@ -72,6 +79,31 @@ def cmd_predict(args) -> int:
         print(f"{r['path']}: " + ", ".join(f"{name} {p:.3f}" for name, p in r["top"]))
     out = write_predictions_csv(rows, args.out or "predictions.csv")
     print(f"{len(rows)} prediction(s) written to {out}")
+    return 0
+
+
+def cmd_generate(args) -> int:
+    import itertools
+
+    from . import api
+    from .data.vocab import Vocab
+    from .generate import generate, write_stream
+
+    model = api.load(args.checkpoint, device=args.device)
+    vocab = Vocab.from_meta(model.trainlab_meta)
+    pieces = generate(model, vocab, args.words, prompt=args.prompt or "", temperature=args.temperature,
+                      top_k=args.top_k, top_p=args.top_p, seed=args.seed)
+    if args.prompt:
+        pieces = itertools.chain([args.prompt], pieces)
+    # stdout keeps the platform's encoding, so replace what it cannot show; the file is always UTF-8
+    stdout = sys.stdout
+    if hasattr(stdout, "reconfigure"):
+        stdout.reconfigure(errors="replace")
+    write_stream(pieces, args.out, None if args.quiet else lambda t: (stdout.write(t), stdout.flush()))
+    if not args.quiet:
+        stdout.write("\n")
+    if args.out:
+        print(f"written to {args.out} (UTF-8)", file=sys.stderr)
     return 0
 
 
@@ -176,6 +208,19 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--out", help="CSV file (default: predictions.csv)")
     pr.add_argument("--device", default="cpu")
     pr.set_defaults(func=cmd_predict)
+
+    g = sub.add_parser("generate", help="sample text from a language-model checkpoint (streamed)")
+    g.add_argument("checkpoint")
+    g.add_argument("--words", type=int, default=100, help="tokens to generate (characters for a char model)")
+    g.add_argument("--temperature", type=float, default=1.0, help="softmax temperature; 0 is greedy")
+    g.add_argument("--top-k", type=int, default=None, help="sample among the k most likely tokens")
+    g.add_argument("--top-p", type=float, default=None, help="nucleus sampling: smallest set with this mass")
+    g.add_argument("--prompt", default=None, help="text to continue")
+    g.add_argument("--seed", type=int, default=0, help="sampling seed (same seed, same text)")
+    g.add_argument("--out", help="also write the text to this file (UTF-8)")
+    g.add_argument("--device", default="cpu")
+    g.add_argument("--quiet", action="store_true", help="do not echo the text to stdout")
+    g.set_defaults(func=cmd_generate)
 
     s = sub.add_parser("summary", help="per-layer output shapes, parameters, mult-adds and file sizes")
     s.add_argument("target", help="model name, recipe .yaml or checkpoint .pt")

@@ -35,7 +35,7 @@ class DataConfig:
     name: str = _f("mnist", "dataset by registered name (see `trainlab list datasets`)")
     root: Optional[str] = _f(None, "folder holding the dataset files")
     batch_size: int = _f(128, "training batch size (global, summed over devices)")
-    eval_batch_size: Optional[int] = _f(None, "evaluation batch size (default: 4 x batch_size)")
+    eval_batch_size: Optional[int] = _f(None, "evaluation batch size (default: 4 x batch_size; text: batch_size)")
     valid_fraction: float = _f(0.1, "fraction of the training split held out for validation")
     test_fraction: float = _f(0.0, "fraction held out for test when the dataset has no test split")
     split_seed: int = _f(0, "seed of the train/valid(/test) split, independent of train.seed")
@@ -56,6 +56,13 @@ class DataConfig:
     normalize: bool = _f(True, "subtract the training mean and divide by its std, per channel")
     download: bool = _f(False, "download the dataset when it is not found under root (needs network)")
     num_workers: int = _f(0, "DataLoader workers for datasets that are not held in memory")
+    files: dict = _f({}, "text: split -> file under data.root (null: carve it from train by fraction)")
+    level: Literal["word", "char"] = _f("word", "text: word tokens with <eos> at line ends, or characters")
+    vocab_size: Optional[int] = _f(None, "text: keep the N most frequent tokens (specials included); rest <unk>")
+    min_freq: int = _f(1, "text: tokens seen fewer times in train become <unk>")
+    bptt: int = _f(35, "text: tokens per training window (truncated backpropagation through time)")
+    variable_bptt: bool = _f(False, "text: vary window lengths around bptt each epoch (AWD-LSTM style)")
+    max_tokens: Optional[int] = _f(None, "text: keep only the first N tokens of each split (quick tries)")
 
 
 @dataclass
@@ -314,6 +321,12 @@ def validate(cfg: Config) -> None:
         (cfg.data.channels in (None, 1, 3), "data.channels", cfg.data.channels, "must be 1 or 3"),
         (len(cfg.data.rrc_scale) == 2 and 0 < cfg.data.rrc_scale[0] <= cfg.data.rrc_scale[1] <= 1,
          "data.rrc_scale", cfg.data.rrc_scale, "must be [low, high] within (0, 1]"),
+        (cfg.data.bptt >= 1, "data.bptt", cfg.data.bptt, "must be >= 1"),
+        (cfg.data.min_freq >= 1, "data.min_freq", cfg.data.min_freq, "must be >= 1"),
+        (cfg.data.vocab_size is None or cfg.data.vocab_size >= 2, "data.vocab_size", cfg.data.vocab_size,
+         "must be >= 2"),
+        (cfg.data.max_tokens is None or cfg.data.max_tokens >= 2, "data.max_tokens", cfg.data.max_tokens,
+         "must be >= 2"),
         (cfg.train.epochs >= 1, "train.epochs", cfg.train.epochs, "must be >= 1"),
         (cfg.train.accumulate >= 1, "train.accumulate", cfg.train.accumulate, "must be >= 1"),
         (cfg.train.max_steps is None or cfg.train.max_steps >= 1, "train.max_steps", cfg.train.max_steps,

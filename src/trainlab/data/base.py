@@ -1,13 +1,20 @@
-"""In-memory image data: one uint8 tensor per split, split by seed, described once.
+"""Datasets as one mechanism: a factory's result ``prepare``s itself into a bundle.
 
-A dataset factory returns a ``RawImages`` (its own train/test splits as uint8 tensors);
-``build_data`` turns it into a ``DataBundle`` with train/valid/test splits, class names and
-normalisation statistics. Everything downstream works on these tensors in batches.
+A dataset factory returns a raw object with ``prepare(cfg, meta=None) -> bundle``; ``build_data``
+calls it, so images and text (``data/text.py``) share one path with no branching on kind.
+A bundle has ``splits``, ``source``, ``split_indices``, ``num_classes`` (the task's output
+size), ``model_kwargs()`` (constructor arguments inferred from the data), ``info()`` (plain
+values a checkpoint keeps), ``describe()`` and ``make_loaders(cfg, device)``. ``meta`` is a
+checkpoint's ``info()``: evaluation reuses the training statistics or vocabulary.
+
+For images the raw object is ``RawImages`` (train/test uint8 tensors); ``prepare`` makes a
+``DataBundle`` with seeded train/valid/test splits, class names and normalisation statistics.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -56,6 +63,15 @@ class RawImages:
     source: str = ""  # where it was read from, for the log
     valid: Optional[ImageSet] = None  # a dataset's own validation split (else carved from train)
 
+    def prepare(self, cfg: DataConfig, meta: Optional[dict] = None) -> "DataBundle":
+        bundle = _image_bundle(cfg, self)
+        if meta:
+            if meta.get("class_names") not in (None, bundle.class_names):
+                raise DataError(f"the dataset's classes {bundle.class_names[:5]}... differ from the checkpoint's "
+                                f"{meta['class_names'][:5]}...")
+            bundle.mean, bundle.std = meta.get("mean", bundle.mean), meta.get("std", bundle.std)  # training stats
+        return bundle
+
 
 @dataclass
 class DataBundle:
@@ -75,6 +91,30 @@ class DataBundle:
         """What a checkpoint needs to rebuild inputs for prediction."""
         return {"input_shape": list(self.input_shape), "mean": self.mean, "std": self.std,
                 "class_names": self.class_names}
+
+    def model_kwargs(self) -> dict:
+        return {"num_classes": self.num_classes, "in_channels": self.input_shape[0],
+                "input_size": list(self.input_shape[1:])}
+
+    def describe(self) -> str:
+        return ", ".join(f"{k} {len(v):,}" for k, v in self.splits.items())
+
+    def make_loaders(self, cfg, device: torch.device) -> dict:
+        """In-memory splits: TensorLoader; file-backed ones: DataLoader workers, same batches."""
+        from .loaders import BatchTransform, DatasetLoader, TensorLoader
+
+        tf = BatchTransform.from_config(cfg.data, self.mean, self.std, cfg.train.channels_last)
+        eval_bs = cfg.data.eval_batch_size or 4 * cfg.data.batch_size
+        out = {}
+        for name, s in self.splits.items():
+            kw = dict(shuffle=name == "train", seed=cfg.train.seed, transform=tf, device=device)
+            bs = cfg.data.batch_size if name == "train" else eval_bs
+            if isinstance(s, ImageSet):
+                out[name] = TensorLoader(s, bs, **kw)
+            else:
+                workers = cfg.data.num_workers or min(4, os.cpu_count() or 1)
+                out[name] = DatasetLoader(s, bs, num_workers=workers, **kw)
+        return out
 
 
 def _check_labels(s: ImageSet, num_classes: int, split: str) -> None:
@@ -114,12 +154,17 @@ def sample_shape(s) -> tuple[int, ...]:
     return tuple(s.images.shape[1:]) if isinstance(s, ImageSet) else tuple(s.shape)
 
 
-def build_data(cfg: DataConfig, raw: RawImages | None = None) -> DataBundle:
-    """Factory output -> train/valid/test with the configured fractions and seed."""
+def build_data(cfg: DataConfig, raw=None, meta: Optional[dict] = None):
+    """The registered factory's output (or ``raw``) prepared into a bundle; see the module doc."""
     from .. import registry
 
     if raw is None:
         raw = registry.DATASETS.create(cfg.name, cfg)
+    return raw.prepare(cfg, meta)
+
+
+def _image_bundle(cfg: DataConfig, raw: RawImages) -> DataBundle:
+    """Train/valid/test with the configured fractions and seed."""
     if len(raw.class_names) < 2:
         raise DataError(f"dataset '{cfg.name}' has {len(raw.class_names)} class(es); classification needs >= 2")
     train, test = raw.train, raw.test

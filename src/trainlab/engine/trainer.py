@@ -38,6 +38,7 @@ def evaluate_model(model: nn.Module, task, loader, device: torch.device, precisi
     """One pass over ``loader`` in eval mode -> (metrics dict, meter with optional predictions)."""
     model.eval()
     meter = task.meter(keep_predictions)
+    _start_pass(task, train=False)
     t0 = time.perf_counter()
     for batch in loader.iterate(0):
         with autocast(device, precision):
@@ -45,8 +46,28 @@ def evaluate_model(model: nn.Module, task, loader, device: torch.device, precisi
         meter.update(out, batch)
     result = meter.compute()
     seconds = time.perf_counter() - t0
-    result.update(seconds=round(seconds, 3), samples_per_s=round(result["samples"] / max(seconds, 1e-9), 1))
+    unit = _unit(task)
+    result.update({"seconds": round(seconds, 3), f"{unit}_per_s": round(result[unit] / max(seconds, 1e-9), 1)})
     return result, meter
+
+
+def _unit(task) -> str:
+    """What a task counts in its throughput: 'samples' (images) or e.g. 'tokens' (language models)."""
+    return getattr(task, "unit", "samples")
+
+
+def _start_pass(task, train: bool) -> None:
+    """Optional task hook at the start of every pass (a language model resets its carried state)."""
+    hook = getattr(task, "start_pass", None)
+    if hook is not None:
+        hook(train)
+
+
+def format_metrics(task, values: dict) -> str:
+    """'loss 1.2345 acc1 0.9000' with the metrics the task names in ``log_metrics``."""
+    keys = getattr(task, "log_metrics", (getattr(task, "primary_metric", "acc1"),))
+    return "  ".join([f"loss {values.get('loss', float('nan')):.4f}"] +
+                     [f"{k} {values[k]:.4f}" for k in keys if k in values])
 
 
 @dataclass
@@ -59,6 +80,7 @@ class TrainState:
     bad_evals: int = 0
     skipped_batches: int = 0
     train_meter: Optional[dict] = None  # running sums of a partly done epoch
+    task_state: Optional[dict] = None   # the task's carried state in a partly done epoch (e.g. RNN hidden)
 
 
 def monitor_mode(metric: str) -> str:
@@ -94,9 +116,14 @@ class Trainer:
         self.metrics: list[dict] = []
         self.writer: Optional[MetricsWriter] = None
         self._interrupted = False
+        self._live_meter = None  # the meter of an epoch in progress; read only when a checkpoint is written
 
     # ------------------------------------------------------------------ checkpoints
     def checkpoint_payload(self, full: bool = True) -> dict:
+        if self._live_meter is not None:  # mid-epoch: captured here, not every step (each capture syncs)
+            self.state.train_meter = self._live_meter.state_dict()
+            task_state = getattr(self.task, "state_dict", None)
+            self.state.task_state = task_state() if task_state is not None else None
         payload = {"model": self.model.state_dict(), "config": self.cfg.to_dict(), "meta": self.meta,
                    "trainer": asdict(self.state)}
         if full:
@@ -178,8 +205,13 @@ class Trainer:
         tc, s = self.cfg.train, self.state
         loader = self.loaders["train"]
         meter = self.task.meter()
+        _start_pass(self.task, train=True)
         if s.train_meter:
             meter.load_state_dict(s.train_meter, self.device)
+        if s.task_state is not None and hasattr(self.task, "load_state_dict"):
+            self.task.load_state_dict(s.task_state, self.device)
+        self._live_meter = meter
+        unit = _unit(self.task)
         n_batches = len(loader)
         self.model.train()
         t0 = time.perf_counter()
@@ -189,14 +221,13 @@ class Trainer:
             do_step = (b + 1) % tc.accumulate == 0 or b + 1 == n_batches
             self._train_step(batch, meter, do_step)
             s.batch = b + 1
-            seen += len(batch["targets"])
+            seen += batch["targets"].numel()  # samples, or tokens for a [B, T] language-model batch
             if bar is not None:
                 bar.update(1)
                 if s.batch % tc.log_every_steps == 0 or s.batch == n_batches:
                     rate = seen / max(time.perf_counter() - t0, 1e-9)
-                    bar.set_postfix(loss=f"{meter.compute()['loss']:.4f}", samples_s=f"{rate:,.0f}")
+                    bar.set_postfix({"loss": f"{meter.compute()['loss']:.4f}", f"{unit}_s": f"{rate:,.0f}"})
             if do_step:
-                s.train_meter = meter.state_dict()
                 if tc.checkpoint_every_steps and s.step % tc.checkpoint_every_steps == 0 and s.batch < n_batches:
                     self.save("last.pt")
                 if tc.max_steps and s.step >= tc.max_steps:
@@ -206,7 +237,7 @@ class Trainer:
         seconds = time.perf_counter() - t0
         stopped = bool(tc.max_steps and s.step >= tc.max_steps and s.batch < n_batches)
         result = meter.compute()
-        result.update(seconds=round(seconds, 3), samples_per_s=round(seen / max(seconds, 1e-9), 1))
+        result.update({"seconds": round(seconds, 3), f"{unit}_per_s": round(seen / max(seconds, 1e-9), 1)})
         if s.skipped_batches:
             result["skipped_batches"] = s.skipped_batches
         return result, stopped
@@ -217,7 +248,7 @@ class Trainer:
         value = evals[self.monitor_split].get(self.monitor_key)
         if value is None:
             raise ConfigError(f"train.monitor={tc.monitor}: '{self.monitor_key}' is not a metric of this task "
-                              f"(have: {', '.join(k for k in evals[self.monitor_split] if k != 'samples')})")
+                              f"(have: {', '.join(k for k in evals[self.monitor_split] if k not in ('samples', 'tokens'))})")
         self.schedule.observe(value)
         improved = value == value and (s.best is None or (value > s.best if self.mode == "max" else value < s.best))
         if improved:
@@ -280,11 +311,11 @@ class Trainer:
             evals[split], _ = self.evaluate(split)
             self._record(split, epoch + 1, evals[split])
         LOG.info("epoch %d%s: %s", epoch + 1, " (stopped at train.max_steps)" if partial else "",
-                 "  ".join(f"{k} loss {v['loss']:.4f} acc1 {v.get('acc1', float('nan')):.4f}"
-                           for k, v in evals.items()))
+                 "   ".join(f"{k} {format_metrics(self.task, v)}" for k, v in evals.items()))
         stop = self._after_eval(epoch, evals) or partial
         if not partial:
-            s.epoch, s.batch, s.train_meter = epoch + 1, 0, None
+            s.epoch, s.batch, s.train_meter, s.task_state = epoch + 1, 0, None, None
+            self._live_meter = None
         stop = stop or s.epoch >= tc.epochs or bool(tc.max_steps and s.step >= tc.max_steps)
         self.save("last.pt")
         return stop
@@ -299,7 +330,7 @@ class Trainer:
             current = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
             load_model_state(self.model, load_checkpoint(best, self.device)["model"], str(best))
         result, meter = self.evaluate("test", keep_predictions=True)
-        details = meter.details(self.meta.get("class_names") or [str(i) for i in range(meter.num_classes)])
+        details = meter.details(self.meta.get("class_names"))
         self._record("test", self.state.best_epoch or self.state.epoch, result,
                      best_epoch=self.state.best_epoch, checkpoint="best.pt" if current is not None else "last")
         if self.run is not None:
@@ -307,8 +338,7 @@ class Trainer:
                                                    "best_epoch": self.state.best_epoch})
         if current is not None:
             self.model.load_state_dict(current)
-        LOG.info("test (best epoch %s): loss %.4f acc1 %.4f acc5 %.4f", self.state.best_epoch,
-                 result["loss"], result["acc1"], result["acc5"])
+        LOG.info("test (best epoch %s): %s", self.state.best_epoch, format_metrics(self.task, result))
         return result
 
 

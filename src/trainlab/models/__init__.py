@@ -18,7 +18,7 @@ from torch import nn
 from ..config import ModelConfig
 from ..errors import ConfigError
 from ..registry import MODELS
-from . import cifar_resnet, convnet, lenet, mlp, small, zoo  # noqa: F401  (registration)
+from . import cifar_resnet, convnet, lenet, mlp, rnn_lm, small, transformer_lm, zoo  # noqa: F401  (registration)
 
 
 def import_class(class_path: str, search_dirs=()) -> type:
@@ -53,10 +53,12 @@ def _check_args(factory, args: dict, what: str) -> None:
 
 
 def build_model(cfg: ModelConfig, num_classes: int | None = None, input_shape=None,
-                search_dirs=(), from_checkpoint: bool = False) -> nn.Module:
+                search_dirs=(), inferred: dict | None = None, from_checkpoint: bool = False) -> nn.Module:
     """Construct, then apply model.weights / model.pretrained and model.freeze.
 
-    ``from_checkpoint``: the weights will come from a checkpoint, so nothing is downloaded or
+    ``inferred``: constructor arguments the data implies (a bundle's ``model_kwargs()``, e.g.
+    ``vocab_size``); like num_classes/input_shape they are passed only where the constructor takes
+    them. ``from_checkpoint``: the weights will come from a checkpoint, so nothing is downloaded or
     read from model.weights; freezing still applies because it changes the module structure.
     """
     if cfg.class_path:
@@ -65,12 +67,14 @@ def build_model(cfg: ModelConfig, num_classes: int | None = None, input_shape=No
         factory, what = MODELS.get(cfg.name), f"model '{cfg.name}'"
     _check_args(factory, cfg.init_args, what)
     params = inspect.signature(factory).parameters
-    inferred = {}
+    inferred = dict(inferred or {})
     if num_classes is not None:
         inferred["num_classes"] = num_classes
     if input_shape is not None:
         inferred["in_channels"] = input_shape[0]
         inferred["input_size"] = tuple(input_shape[1:])
+    if "input_size" in inferred:
+        inferred["input_size"] = tuple(inferred["input_size"])
     kwargs = {k: v for k, v in inferred.items() if k in params}
     kwargs.update(cfg.init_args)
     if cfg.pretrained and not from_checkpoint:

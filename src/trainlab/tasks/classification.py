@@ -52,8 +52,9 @@ class ClassificationMeter:
         loss, h1, h5 = self._acc.tolist()
         return {"loss": loss / self.n, "acc1": h1 / self.n, "acc5": h5 / self.n, "samples": self.n}
 
-    def details(self, class_names: list[str]) -> dict:
+    def details(self, class_names: list[str] | None = None) -> dict:
         """Per-class precision/recall/F1 and the confusion matrix (torchmetrics)."""
+        class_names = class_names or [str(i) for i in range(self.num_classes)]
         from torchmetrics.functional.classification import (
             multiclass_confusion_matrix, multiclass_f1_score, multiclass_precision, multiclass_recall)
 
@@ -76,6 +77,7 @@ class ClassificationTask:
     """Turns a batch into {loss, outputs}; the Trainer never looks inside."""
 
     primary_metric = "acc1"
+    log_metrics = ("acc1", "acc5")
 
     def __init__(self, cfg: TaskConfig, num_classes: int):
         self.num_classes = num_classes

@@ -1,0 +1,124 @@
+"""Text corpora: tokenisation, vocabulary, layouts, encodings, and BPTT batching."""
+
+import gzip
+
+import pytest
+import torch
+
+from trainlab.config import DataConfig
+from trainlab.data import BPTTLoader, Vocab, build_data, tokenize
+from trainlab.errors import DataError
+
+from conftest import PTB_DIR, SHAKESPEARE, WIKITEXT2_DIR, needs_shared
+
+
+def test_word_tokens_end_each_line_with_eos():
+    assert tokenize("a  b\n\nc d\n") == ["a", "b", "<eos>", "<eos>", "c", "d", "<eos>"]
+    assert tokenize("no final newline") == ["no", "final", "newline", "<eos>"]
+    assert tokenize("ab\nc", "char") == ["a", "b", "\n", "c"]
+
+
+def test_vocab_orders_by_frequency_and_caps_with_unk():
+    toks = tokenize("b a b c b a\nd\n")
+    v = Vocab.build(toks)
+    assert v.itos == ["<unk>", "<eos>", "b", "a", "c", "d"]  # ties (c, d) in order of appearance
+    assert Vocab.build(toks, max_size=4).itos == ["<unk>", "<eos>", "b", "a"]
+    assert Vocab.build(toks, min_freq=2).itos == ["<unk>", "<eos>", "b", "a"]
+    capped = Vocab.build(toks, max_size=4)
+    assert capped.encode(["b", "c", "zebra", "<eos>"]).tolist() == [2, 0, 0, 1]
+    assert Vocab.from_meta(capped.to_meta()).itos == capped.itos
+
+
+def _corpus(tmp_path, files: dict):
+    for name, text in files.items():
+        (tmp_path / name).write_text(text, encoding="utf-8")
+    return tmp_path
+
+
+def test_folder_layout_and_vocab_from_train_only(tmp_path):
+    root = _corpus(tmp_path, {"train.txt": "a b a\n", "valid.txt": "a c\n", "test.txt": "b\n"})
+    bundle = build_data(DataConfig(name="text", root=str(root)))
+    assert bundle.vocab.itos == ["<unk>", "<eos>", "a", "b"]
+    assert bundle.splits["valid"].tolist() == [2, 0, 1]  # 'c' was never seen in train -> <unk>
+    assert bundle.info()["itos"] == bundle.vocab.itos and bundle.model_kwargs() == {"vocab_size": 4}
+
+
+def test_missing_train_file_says_how_to_use_valid(tmp_path):
+    root = _corpus(tmp_path, {"valid.txt": "a\n", "test.txt": "b\n"})
+    with pytest.raises(DataError, match="data.files.train=valid.txt data.files.valid=null"):
+        build_data(DataConfig(name="text", root=str(root)))
+
+
+def test_bad_utf8_names_file_and_byte_offset(tmp_path):
+    bad = tmp_path / "train.txt"
+    bad.write_bytes("héllo wörld\n".encode("utf-8") + b"caf\xe9 latin-1\n")
+    with pytest.raises(DataError, match=r"train.txt: not valid UTF-8 at byte offset 17 "):
+        build_data(DataConfig(name="text", root=str(tmp_path)))
+    gz = tmp_path / "g" / "ptb.train.txt.gz"
+    gz.parent.mkdir()
+    gz.write_bytes(gzip.compress(b"ok\n\xff\n"))
+    with pytest.raises(DataError, match=r"ptb.train.txt.gz: not valid UTF-8 at byte offset 3 of the decompressed"):
+        build_data(DataConfig(name="text", root=str(gz.parent)))
+
+
+def test_single_file_is_split_by_whole_lines(tmp_path):
+    f = tmp_path / "book.txt"
+    f.write_text("".join(f"line {i}\n" for i in range(100)), encoding="utf-8")
+    b = build_data(DataConfig(name="text", root=str(f), valid_fraction=0.1, test_fraction=0.2))
+    assert {k: len(v) for k, v in b.splits.items()} == {"train": 70 * 3, "valid": 10 * 3, "test": 20 * 3}
+    assert b.vocab.itos[b.splits["test"][1]] == "<unk>"  # 'line 80' onwards were never seen in train
+
+
+@needs_shared(PTB_DIR)
+def test_full_ptb_counts_match_the_published_ones():
+    b = build_data(DataConfig(name="ptb", root=str(PTB_DIR)))
+    assert {k: len(v) for k, v in b.splits.items()} == {"train": 929_589, "valid": 73_760, "test": 82_430}
+    assert len(b.vocab) == 10_000
+
+
+@needs_shared(WIKITEXT2_DIR)
+def test_wikitext2_valid_can_stand_in_for_train():
+    cfg = DataConfig(name="wikitext2", root=str(WIKITEXT2_DIR), files={"train": "valid.txt", "valid": None},
+                     valid_fraction=0.1)
+    b = build_data(cfg)
+    assert set(b.splits) == {"train", "valid", "test"} and len(b.splits["test"]) == 245_569
+    assert len(b.splits["train"]) + len(b.splits["valid"]) == 217_646  # whole lines, every token once
+
+
+@needs_shared(SHAKESPEARE)
+def test_char_level_tiny_shakespeare():
+    b = build_data(DataConfig(name="text", root=str(SHAKESPEARE), level="char", valid_fraction=0.05,
+                              test_fraction=0.05))
+    assert len(b.vocab) == 66  # 65 distinct characters + <unk>
+    assert sum(len(v) for v in b.splits.values()) == 1_115_394
+
+
+def test_windows_are_streams_with_exact_next_token_targets():
+    ids = torch.arange(103)
+    loader = BPTTLoader(ids, batch_size=4, bptt=7, device=torch.device("cpu"))
+    assert loader.data.shape == (4, 25) and len(loader) == 4  # 103 // 4 = 25 per stream; 24 targets / 7
+    batches = list(loader.iterate(0))
+    assert [tuple(b["inputs"].shape) for b in batches] == [(4, 7), (4, 7), (4, 7), (4, 3)]
+    for b in batches:
+        assert torch.equal(b["targets"], b["inputs"] + 1)  # arange: the next token is id + 1
+        assert torch.equal(b["inputs"][:, 1:], b["targets"][:, :-1])
+    seen = torch.cat([b["inputs"] for b in batches], 1)
+    assert torch.equal(seen, torch.arange(100).view(4, 25)[:, :24])  # each stream contiguous, covered once
+    assert list(loader.iterate(0, start=2))[0]["inputs"].equal(batches[2]["inputs"])
+
+
+def test_variable_windows_keep_count_and_coverage_and_are_seeded():
+    ids = torch.arange(2001)
+    loader = BPTTLoader(ids, batch_size=2, bptt=35, device=torch.device("cpu"), seed=3, variable=True)
+    b0, b1 = loader.bounds(0), loader.bounds(1)
+    assert len(b0) == len(b1) == len(loader) + 1 and b0[0] == 0 and b0[-1] == loader.length - 1
+    lengths = [j - i for i, j in zip(b0, b0[1:])]
+    assert min(lengths) >= 1 and len(set(lengths)) > 3 and b0 != b1
+    assert b0 == loader.bounds(0)
+    for b in loader.iterate(0):
+        assert torch.equal(b["targets"], b["inputs"] + 1)
+
+
+def test_too_few_tokens_for_the_batch_is_a_clear_error():
+    with pytest.raises(DataError, match="valid split has 5 tokens: too few for 4 streams"):
+        BPTTLoader(torch.arange(5), batch_size=4, bptt=3, device=torch.device("cpu"), split="valid")
