@@ -81,3 +81,15 @@ def test_checkpoints_hold_only_safe_types_and_load_back(tmp_path):
     assert "optimizer" not in best and best["meta"]["class_names"] == [str(i) for i in range(10)]
     model = trainlab.load(run.best_checkpoint)
     assert model.class_names == [str(i) for i in range(10)] and not model.training
+
+
+def test_checkpoint_file_mode_and_stale_temp_files(tmp_path):
+    from trainlab.engine.checkpoint import remove_stale_temp_files
+
+    path = save_checkpoint({"v": torch.tensor(1)}, tmp_path / "last.pt")
+    mask = os.umask(0)
+    os.umask(mask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~mask
+    (tmp_path / ".last.pt.abc123.tmp").write_bytes(b"half a checkpoint")
+    assert [p.name for p in remove_stale_temp_files(tmp_path)] == [".last.pt.abc123.tmp"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]

@@ -24,7 +24,7 @@ from torch import nn
 from ..config import Config
 from ..errors import ConfigError, NonFiniteLossError
 from ..tracking import MetricsWriter, RunDir
-from .checkpoint import load_checkpoint, load_model_state, save_checkpoint
+from .checkpoint import load_checkpoint, load_model_state, remove_stale_temp_files, save_checkpoint
 from .device import autocast
 from .optim import build_optimizer
 from .schedules import Schedule
@@ -137,6 +137,9 @@ class Trainer:
         return save_checkpoint(self.checkpoint_payload(full), self.run.checkpoints / name)
 
     def resume(self, path: str | Path) -> None:
+        if self.run is not None:
+            for p in remove_stale_temp_files(self.run.checkpoints):
+                LOG.info("removed %s, the unfinished write of a killed run", p.name)
         ckpt = load_checkpoint(path, map_location=self.device)
         for key in ("optimizer", "schedule", "rng", "trainer"):
             if key not in ckpt:
