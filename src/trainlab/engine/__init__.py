@@ -2,7 +2,8 @@
 
 from .checkpoint import load_checkpoint, load_model_state, save_checkpoint
 from .device import autocast, resolve_device
-from .trainer import Trainer, evaluate_model
+from .evaluate import evaluate_model
+from .trainer import Trainer
 
 __all__ = ["Trainer", "evaluate_model", "load_checkpoint", "load_model_state", "save_checkpoint",
            "autocast", "resolve_device"]

@@ -26,48 +26,11 @@ from ..errors import ConfigError, NonFiniteLossError
 from ..tracking import MetricsWriter, RunDir
 from .checkpoint import load_checkpoint, load_model_state, remove_stale_temp_files, save_checkpoint
 from .device import autocast
+from .evaluate import evaluate_model, format_metrics, start_pass, throughput_unit
 from .optim import build_optimizer
 from .schedules import Schedule
 
 LOG = logging.getLogger("trainlab")
-
-
-@torch.no_grad()
-def evaluate_model(model: nn.Module, task, loader, device: torch.device, precision: str = "fp32",
-                   keep_predictions: bool = False):
-    """One pass over ``loader`` in eval mode -> (metrics dict, meter with optional predictions)."""
-    model.eval()
-    meter = task.meter(keep_predictions)
-    _start_pass(task, train=False)
-    t0 = time.perf_counter()
-    for batch in loader.iterate(0):
-        with autocast(device, precision):
-            out = task.step(model, batch, train=False)
-        meter.update(out, batch)
-    result = meter.compute()
-    seconds = time.perf_counter() - t0
-    unit = _unit(task)
-    result.update({"seconds": round(seconds, 3), f"{unit}_per_s": round(result[unit] / max(seconds, 1e-9), 1)})
-    return result, meter
-
-
-def _unit(task) -> str:
-    """What a task counts in its throughput: 'samples' (images) or e.g. 'tokens' (language models)."""
-    return getattr(task, "unit", "samples")
-
-
-def _start_pass(task, train: bool) -> None:
-    """Optional task hook at the start of every pass (a language model resets its carried state)."""
-    hook = getattr(task, "start_pass", None)
-    if hook is not None:
-        hook(train)
-
-
-def format_metrics(task, values: dict) -> str:
-    """'loss 1.2345 acc1 0.9000' with the metrics the task names in ``log_metrics``."""
-    keys = getattr(task, "log_metrics", (getattr(task, "primary_metric", "acc1"),))
-    return "  ".join([f"loss {values.get('loss', float('nan')):.4f}"] +
-                     [f"{k} {values[k]:.4f}" for k in keys if k in values])
 
 
 @dataclass
@@ -208,13 +171,13 @@ class Trainer:
         tc, s = self.cfg.train, self.state
         loader = self.loaders["train"]
         meter = self.task.meter()
-        _start_pass(self.task, train=True)
+        start_pass(self.task, train=True)
         if s.train_meter:
             meter.load_state_dict(s.train_meter, self.device)
         if s.task_state is not None and hasattr(self.task, "load_state_dict"):
             self.task.load_state_dict(s.task_state, self.device)
         self._live_meter = meter
-        unit = _unit(self.task)
+        unit = throughput_unit(self.task)
         n_batches = len(loader)
         self.model.train()
         t0 = time.perf_counter()

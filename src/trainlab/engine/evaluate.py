@@ -1,0 +1,48 @@
+"""The one evaluation loop, shared by the Trainer, ``trainlab eval`` and ``trainlab diff``."""
+
+from __future__ import annotations
+
+import time
+
+import torch
+from torch import nn
+
+from .device import autocast
+
+
+@torch.no_grad()
+def evaluate_model(model: nn.Module, task, loader, device: torch.device, precision: str = "fp32",
+                   keep_predictions: bool = False):
+    """One pass over ``loader`` in eval mode -> (metrics dict, meter with optional predictions)."""
+    model.eval()
+    meter = task.meter(keep_predictions)
+    start_pass(task, train=False)
+    t0 = time.perf_counter()
+    for batch in loader.iterate(0):
+        with autocast(device, precision):
+            out = task.step(model, batch, train=False)
+        meter.update(out, batch)
+    result = meter.compute()
+    seconds = time.perf_counter() - t0
+    unit = throughput_unit(task)
+    result.update({"seconds": round(seconds, 3), f"{unit}_per_s": round(result[unit] / max(seconds, 1e-9), 1)})
+    return result, meter
+
+
+def throughput_unit(task) -> str:
+    """What a task counts in its throughput: 'samples' (images) or e.g. 'tokens' (language models)."""
+    return getattr(task, "unit", "samples")
+
+
+def start_pass(task, train: bool) -> None:
+    """Optional task hook at the start of every pass (a language model resets its carried state)."""
+    hook = getattr(task, "start_pass", None)
+    if hook is not None:
+        hook(train)
+
+
+def format_metrics(task, values: dict) -> str:
+    """'loss 1.2345 acc1 0.9000' with the metrics the task names in ``log_metrics``."""
+    keys = getattr(task, "log_metrics", (getattr(task, "primary_metric", "acc1"),))
+    return "  ".join([f"loss {values.get('loss', float('nan')):.4f}"] +
+                     [f"{k} {values[k]:.4f}" for k in keys if k in values])
