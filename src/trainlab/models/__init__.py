@@ -98,12 +98,6 @@ def build_model(cfg: ModelConfig, num_classes: int | None = None, input_shape=No
 
 
 def count_parameters(model: nn.Module) -> tuple[int, int]:
-    """(total, trainable), shared tensors counted once."""
-    seen, total, trainable = set(), 0, 0
-    for p in model.parameters():
-        if id(p) in seen:
-            continue
-        seen.add(id(p))
-        total += p.numel()
-        trainable += p.numel() if p.requires_grad else 0
-    return total, trainable
+    """(total, trainable); model.parameters() yields a tied/shared tensor once."""
+    params = list(model.parameters())
+    return sum(p.numel() for p in params), sum(p.numel() for p in params if p.requires_grad)
