@@ -105,10 +105,10 @@ def test_lm_resume_mid_epoch_matches_uninterrupted_run(tmp_path, corpus):
     trainlab.train(lm_recipe(tmp_path / "part", corpus, train={"epochs": 2, "max_steps": stop}, data=kw["data"]))
     resumed = trainlab.train(lm_recipe(tmp_path / "part", corpus, train={"epochs": 2, "resume": "auto"},
                                        data=kw["data"]))
-    # the stopped run also evaluated (and may have saved best.pt) at `stop`: compare every epoch record
-    # (train, valid) and the final weights; the closing test of best.pt can differ for that reason alone
-    got = [r for r in comparable(resumed.metrics) if r["step"] != stop and r["split"] != "test"]
-    assert steps == 2 and got == [r for r in comparable(full.metrics) if r["split"] != "test"]
+    # the stopped run also evaluated at `stop` (logged only: best.pt moves at epoch ends); all the
+    # rest, the closing test of best.pt included, must match
+    got = [r for r in comparable(resumed.metrics) if r["step"] != stop]
+    assert steps == 2 and got == comparable(full.metrics)
     a = torch.load(full.last_checkpoint, weights_only=True)
     b = torch.load(resumed.last_checkpoint, weights_only=True)
     assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])

@@ -278,7 +278,10 @@ class Trainer:
             self._record(split, epoch + 1, evals[split])
         LOG.info("epoch %d%s: %s", epoch + 1, " (stopped at train.max_steps)" if partial else "",
                  "   ".join(f"{k} {format_metrics(self.task, v)}" for k, v in evals.items()))
-        stop = self._after_eval(epoch, evals) or partial
+        # a train.max_steps stop mid-epoch is a pause: its evaluation is logged, but best.pt, the
+        # plateau schedule and early stopping move only at epoch ends, so a resumed run replays
+        # exactly what an uninterrupted one does
+        stop = partial or self._after_eval(epoch, evals)
         if not partial:
             s.epoch, s.batch, s.train_meter, s.task_state = epoch + 1, 0, None, None
             self._live_meter = None
