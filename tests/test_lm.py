@@ -123,3 +123,14 @@ def test_eval_gives_loss_and_perplexity_of_the_final_test(tmp_path, corpus, caps
     result = json.loads(out.read_text())
     assert result["ppl"] == pytest.approx(final["ppl"]) and result["tokens"] == final["tokens"]
     assert f"ppl {final['ppl']:.4f}" in capsys.readouterr().out
+
+
+def test_summary_of_a_language_model_checkpoint_needs_no_flags(tmp_path, corpus, capsys):
+    from trainlab.cli import main
+
+    run = trainlab.train(lm_recipe(tmp_path / "run", corpus, train={"epochs": 1}))
+    assert main(["summary", str(run.best_checkpoint)]) == 0
+    out = capsys.readouterr().out
+    bptt = run.config.data.bptt
+    assert f"input [{bptt}] (batch of 1)" in out  # token ids, a bptt window, read from the checkpoint
+    assert "tied to embedding" in out and "(LSTM)" in out

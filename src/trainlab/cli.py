@@ -112,6 +112,8 @@ def cmd_summary(args) -> int:
 
     shape = parse_input(args.input) if args.input else None
     model, shape = model_for_summary(args.target, shape, args.num_classes)
+    if args.dtype is None:  # a checkpoint knows its inputs (token ids for a language model)
+        args.dtype = getattr(model, "trainlab_meta", {}).get("input_dtype", "float")
     summary = summarize_model(model, shape, args.dtype)
     print(summary.text(depth=args.depth))
     if args.diagram:
@@ -225,7 +227,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("summary", help="per-layer output shapes, parameters, mult-adds and file sizes")
     s.add_argument("target", help="model name, recipe .yaml or checkpoint .pt")
     s.add_argument("--input", help="input size without batch, e.g. 1x28x28, 3x64x64, or 35 (tokens)")
-    s.add_argument("--dtype", default="float", choices=["float", "long"], help="long for token-id inputs")
+    s.add_argument("--dtype", default=None, choices=["float", "long"],
+                   help="long for token-id inputs (default: float, or what a checkpoint records)")
     s.add_argument("--num-classes", type=int, default=10)
     s.add_argument("--depth", type=int, default=4, help="deepest module level in the table")
     s.add_argument("--diagram", help="write a block diagram (.png or .svg) here")

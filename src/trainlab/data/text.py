@@ -28,6 +28,7 @@ class TextBundle:
     splits: dict[str, torch.Tensor]
     vocab: Vocab
     source: str = ""
+    bptt: int = 35  # the window length: what `trainlab summary CKPT` feeds the model
     split_indices: dict = field(default_factory=dict)
 
     @property
@@ -39,7 +40,8 @@ class TextBundle:
 
     def info(self) -> dict:
         return {**self.vocab.to_meta(), "vocab_size": len(self.vocab),
-                "tokens": {k: len(v) for k, v in self.splits.items()}}
+                "tokens": {k: len(v) for k, v in self.splits.items()},
+                "input_shape": [self.bptt], "input_dtype": "long"}
 
     def describe(self) -> str:
         sizes = ", ".join(f"{k} {len(v):,} tokens" for k, v in self.splits.items())
@@ -74,7 +76,7 @@ class TextCorpus:
         for name, toks in tokens.items():
             ids = vocab.encode(toks)
             splits[name] = ids[:cfg.max_tokens] if cfg.max_tokens else ids
-        return TextBundle(splits, vocab, self.source)
+        return TextBundle(splits, vocab, self.source, bptt=cfg.bptt)
 
 
 def load_corpus(cfg: DataConfig) -> TextCorpus:
