@@ -12,7 +12,7 @@ import torch
 import trainlab
 from trainlab.api import make_loaders
 from trainlab.config import Config, DataConfig
-from trainlab.data import build_data
+from trainlab.data import BatchTransform, build_data
 from trainlab.data import image_cache
 from trainlab.data.prepare import extract_archive, prepare_catsdogs, prepare_tiny_imagenet
 from trainlab.errors import DataError
@@ -38,6 +38,14 @@ def catsdogs_sample(tmp_path):
     return root
 
 
+def _flatten(class_folders, dst):
+    """Kaggle's layout: every training image in one folder, the class in the file name."""
+    dst.mkdir()
+    for p in (class_folders / "training_set").rglob("*.jpg"):
+        shutil.copy2(p, dst / p.name)
+    return dst
+
+
 def _cfg(root, tmp_path, **kw):
     base = dict(name="imagefolder", root=str(root), size=32, valid_fraction=0.25,
                 cache_dir=str(tmp_path / "cache"))
@@ -57,10 +65,7 @@ def test_class_folders_with_split_folders(catsdogs_sample, tmp_path):
 
 @needs_catsdogs
 def test_filename_prefix_layout(catsdogs_sample, tmp_path):
-    flat = tmp_path / "flat"
-    flat.mkdir()
-    for p in (catsdogs_sample / "training_set").rglob("*.jpg"):
-        shutil.copy2(p, flat / p.name)
+    flat = _flatten(catsdogs_sample, tmp_path / "flat")
     b = build_data(_cfg(flat, tmp_path, name="catsdogs", test_fraction=0.25))
     assert b.class_names == ["cat", "dog"]
     for path, label in zip(b.splits["train"].ids, b.splits["train"].labels.tolist()):
@@ -194,6 +199,18 @@ def test_train_predict_on_class_folders(catsdogs_sample, tmp_path, capsys):
     assert main(["predict", str(run.best_checkpoint), str(img), "--out", str(tmp_path / "p.csv")]) == 0
     out = capsys.readouterr().out
     assert str(img) in out and ("cats" in out and "dogs" in out)
+    # predict decodes a file exactly as training did (centre crop, not a stretch): same probabilities
+    from trainlab.inference import predict_files
+
+    model = trainlab.load(run.best_checkpoint)
+    test = build_data(DataConfig(**run.config.data.__dict__)).splits["test"]
+    i = test.ids.index(str(img))
+    x = BatchTransform(model.trainlab_meta["mean"], model.trainlab_meta["std"])(test.images[i:i + 1], False, None)
+    with torch.no_grad():
+        expected = model(x).softmax(1)[0]
+    (top_name, top_p), *_ = predict_files(model, [img])[0]["top"]
+    assert top_p == pytest.approx(float(expected.max()), abs=1e-5)
+    assert top_name == model.class_names[int(expected.argmax())]
 
 
 @needs_tiny
@@ -209,10 +226,7 @@ def test_prepare_tiny_imagenet_leaves_originals(tiny_sample, tmp_path):
 
 @needs_catsdogs
 def test_prepare_catsdogs_from_flat_folder(catsdogs_sample, tmp_path):
-    flat = tmp_path / "kaggle_train"
-    flat.mkdir()
-    for p in (catsdogs_sample / "training_set").rglob("*.jpg"):
-        shutil.copy2(p, flat / p.name)
+    flat = _flatten(catsdogs_sample, tmp_path / "kaggle_train")
     counts = prepare_catsdogs(flat, tmp_path / "out")
     assert counts == {"train/cat": 8, "train/dog": 8}
     assert len(list(flat.iterdir())) == 16  # nothing moved

@@ -6,15 +6,15 @@ import csv
 import logging
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 
 from .data import BatchTransform
+from .data.image_cache import DecodeSettings, decode_image
+from .data.image_files import IMAGE_SUFFIXES, is_image
 from .errors import DataError
 
 LOG = logging.getLogger("trainlab")
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm"}
 
 
 def list_images(path: str | Path) -> list[Path]:
@@ -22,28 +22,17 @@ def list_images(path: str | Path) -> list[Path]:
     if path.is_file():
         return [path]
     if path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        files = sorted(p for p in path.rglob("*") if is_image(p))
         if not files:
             raise DataError(f"{path}: no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) found")
         return files
     raise DataError(f"{path}: no such file or folder")
 
 
-def read_image(path: Path, input_shape) -> torch.Tensor:
-    """File -> uint8 [C, H, W] in the model's channel count and size."""
-    from PIL import Image, UnidentifiedImageError
-
+def read_image(path: Path, input_shape, resize: str = "crop") -> torch.Tensor:
+    """File -> uint8 [C, H, W], decoded exactly as training decoded its files (size, channels, crop)."""
     c, h, w = input_shape
-    try:
-        with Image.open(path) as im:
-            im = im.convert("L" if c == 1 else "RGB")
-            if im.size != (w, h):
-                im = im.resize((w, h), Image.BILINEAR)
-            arr = np.asarray(im, dtype=np.uint8)
-    except (UnidentifiedImageError, OSError, ValueError) as e:
-        raise DataError(f"{path}: cannot read image ({e})") from None
-    t = torch.from_numpy(arr.copy())
-    return t.unsqueeze(0) if t.dim() == 2 else t.permute(2, 0, 1)
+    return torch.from_numpy(decode_image(path, DecodeSettings((h, w), c, resize)))
 
 
 @torch.no_grad()
@@ -58,7 +47,7 @@ def predict_files(model: nn.Module, paths: list[Path], topk: int = 5, batch_size
     rows, good = [], []
     for p in paths:
         try:
-            good.append((p, read_image(p, meta["input_shape"])))
+            good.append((p, read_image(p, meta["input_shape"], model.trainlab_config.data.resize)))
         except DataError as e:
             LOG.warning("skipped: %s", e)
     if not good:

@@ -102,10 +102,6 @@ class _Batches:
     def __len__(self) -> int:
         return self.n // self.batch_size if self.drop_last else -(-self.n // self.batch_size)
 
-    @property
-    def num_samples(self) -> int:
-        return len(self) * self.batch_size if self.drop_last else self.n
-
     def index_batches(self, epoch: int) -> list[torch.Tensor]:
         if self.shuffle:
             order = torch.randperm(self.n, generator=torch.Generator().manual_seed(_seed(self.seed, epoch)))

@@ -38,11 +38,6 @@ class BPTTLoader:
     def __len__(self) -> int:
         return -(-(self.length - 1) // self.bptt)
 
-    @property
-    def num_samples(self) -> int:
-        """Tokens predicted per pass (each stream's last token has no target)."""
-        return self.batch_size * (self.length - 1)
-
     def bounds(self, epoch: int) -> list[int]:
         """Window start positions and the final end: len(self) + 1 increasing integers."""
         k, last = len(self), self.length - 1
