@@ -10,6 +10,7 @@ from torch import nn
 
 from conftest import SHARED
 from trainlab.config import TaskConfig
+from trainlab.errors import ConfigError
 from trainlab.registry import TASKS
 from trainlab.speedrun import TARGETS, Target, format_summary, recipe_path, speedrun
 from trainlab.speedrun.reference import run_reference
@@ -80,11 +81,11 @@ def test_speedrun_runs_the_recipe_per_seed_and_writes_the_summary(tmp_path):
     saved = json.loads((out / "speedrun.json").read_text())
     assert saved["metric_stats"]["mean"] == pytest.approx(sum(r["acc1"] for r in saved["runs"]) / 2)
     assert "speedrun mnist" in (out / "speedrun.md").read_text()
+    with pytest.raises(ConfigError, match="already holds runs"):
+        speedrun("mnist", out=out)
 
 
 def test_unknown_target_is_a_clear_error():
-    from trainlab.errors import ConfigError
-
     with pytest.raises(ConfigError, match="unknown speedrun 'cifar100'"):
         speedrun("cifar100")
 

@@ -78,6 +78,8 @@ def speedrun(name: str, runs: int = 1, overrides: tuple = (), out: Optional[str 
     target = TARGETS[name]
     recipe = recipe_path(target)
     out = Path(out) if out else Path("runs") / "speedrun" / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if out.exists() and any(out.iterdir()):
+        raise ConfigError(f"--out {out} already holds runs; a speedrun starts from scratch, choose another folder")
     default_threads = torch.get_num_threads()  # the baseline runs on torch's default, as its script does
     results = []
     for seed in range(first_seed, first_seed + runs):
