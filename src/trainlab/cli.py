@@ -34,9 +34,17 @@ def _setup_logging(verbose: bool) -> None:
 
 
 def cmd_train(args) -> int:
-    from . import api
+    import os
 
+    from . import api, config
+    from .engine import distributed
+
+    tc = config.load(args.recipe, args.overrides).train
+    if tc.devices > 1 and not distributed.launched():  # train.devices=N: the same command under torchrun
+        return distributed.relaunch(tc.devices, args.argv[1:], tc.device)
     run = api.train(args.recipe, *args.overrides, argv=args.argv)
+    if int(os.environ.get("RANK", 0)) != 0:
+        return 0
     last = {r["split"]: r for r in run.metrics}
     print(f"run directory: {run.dir}")
     if run.test:
