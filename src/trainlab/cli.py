@@ -172,6 +172,14 @@ def cmd_sweep(args) -> int:
     return 0
 
 
+def cmd_bench(args) -> int:
+    from .bench import bench_devices, format_table
+
+    rows, notes = bench_devices(args.recipe, args.overrides, args.steps)
+    print(format_table(rows, notes))
+    return 0
+
+
 def cmd_diff(args) -> int:
     from .analysis.diff import diff_checkpoints
 
@@ -294,6 +302,13 @@ def build_parser() -> argparse.ArgumentParser:
                                       "a shared PostgreSQL/MySQL URL lets several machines work on one study")
     sw.add_argument("--study", help="search: study name (default: the sweep folder's name)")
     sw.set_defaults(func=cmd_sweep)
+
+    b = sub.add_parser("bench", help="time the same training steps on CPU, one GPU and every GPU count")
+    b.add_argument("what", choices=["devices"])
+    b.add_argument("recipe")
+    b.add_argument("overrides", nargs="*", help="dotted overrides, e.g. data.batch_size=256")
+    b.add_argument("--steps", type=int, default=50, help="timed optimizer steps per device count (after 3 warm-up)")
+    b.set_defaults(func=cmd_bench)
 
     d = sub.add_parser("diff", help="where two checkpoints disagree: CSV, McNemar's test, contact sheet")
     d.add_argument("checkpoint_a")

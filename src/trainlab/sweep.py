@@ -104,7 +104,9 @@ def run_name(labels: dict, seed: Optional[int]) -> str:
 
 
 def _text(v) -> str:
-    return v if isinstance(v, str) else yaml.safe_dump(v, default_flow_style=True).strip().rstrip(".").strip()
+    import json
+
+    return v if isinstance(v, str) else json.dumps(v, separators=(",", ":"))
 
 
 def split_values(text: str) -> list[str]:
