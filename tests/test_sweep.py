@@ -166,3 +166,13 @@ def test_two_optuna_workers_share_one_sqlite_study(recipe, tmp_path):
     finished = [t for t in study.trials if t.state.name in ("COMPLETE", "PRUNED")]
     assert len(finished) >= 3 and len({t.user_attrs["worker"] for t in study.trials}) == 2
     assert all((out / "runs" / f"trial-{t.number:04d}" / "done.json").exists() for t in finished)
+
+
+def test_every_sweep_file_in_recipes_expands_and_validates():
+    files = [p for p in sorted((REPO / "recipes").glob("*.yaml")) if sweep.is_sweep_file(p)]
+    assert any(p.name == "mnist-optim-grid.yaml" for p in files)
+    for p in files:
+        runs = sweep.from_args(str(p)).runs()  # every run's config is loaded and validated
+        assert len({r.name for r in runs}) == len(runs), p.name
+    lab = sweep.from_args(str(REPO / "recipes" / "mnist-optim-grid.yaml")).runs()
+    assert len(lab) == 27 and {r.overrides["schedule.warmup_epochs"] for r in lab if "warmup" in r.name} == {1}

@@ -164,7 +164,10 @@ def cmd_sweep(args) -> int:
     for r in rows:
         print("  ".join("" if v is None else str(v) for v in r))
     print(f"results: {result['results']}" + (f"; report: {result['report']}" if result.get("report") else ""))
-    failed = [r["run"] for r in result["runs"] if r["status"] not in ("done", "pruned")]
+    running = [r["run"] for r in result["runs"] if r["status"] == "running"]  # other workers' trials
+    if running:
+        print(f"{len(running)} trial(s) still running in other workers: {', '.join(running)}")
+    failed = [r["run"] for r in result["runs"] if r["status"] not in ("done", "pruned", "running")]
     if failed:
         print(f"{len(failed)} run(s) not finished: {', '.join(failed[:5])}{' ...' if len(failed) > 5 else ''}; "
               f"start the same command again to resume them", file=sys.stderr)
