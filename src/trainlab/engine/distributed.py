@@ -87,13 +87,15 @@ def shard(index: torch.Tensor) -> torch.Tensor:
     return index if world == 1 else index.tensor_split(world)[rank]
 
 
-def all_sum(value: float) -> float:
+def all_sum(*values: float):
+    """The sums over ranks of a few numbers, in one collective (one number in, one number out)."""
     if not active():
-        return value
+        return values[0] if len(values) == 1 else list(values)
     device = "cuda" if dist.get_backend() == "nccl" else "cpu"  # nccl reduces only GPU tensors
-    t = torch.tensor([float(value)], dtype=torch.float64, device=device)
+    t = torch.tensor([float(v) for v in values], dtype=torch.float64, device=device)
     dist.all_reduce(t)
-    return float(t.item())
+    out = t.tolist()
+    return out[0] if len(values) == 1 else out
 
 
 def _cpu(v):
@@ -149,12 +151,15 @@ def torchrun_command(n: int, argv: list[str]) -> list[str]:
 
 
 def relaunch(n: int, argv: list[str], device_name: str) -> int:
-    """``trainlab ARGV`` as ``n`` processes on this machine; returns torchrun's exit status."""
-    import subprocess
-
+    """Replace this process by torchrun running ``trainlab ARGV`` as ``n`` local processes (exec, so
+    a signal to this process id reaches torchrun, which passes it on to its workers)."""
     check_devices(n, device_name)
-    LOG.info("train.devices=%d: launching %s", n, " ".join(torchrun_command(n, argv)[1:]))
-    return subprocess.call(torchrun_command(n, argv))
+    cmd = torchrun_command(n, argv)
+    LOG.info("train.devices=%d: launching %s", n, " ".join(cmd[1:]))
+    for h in LOG.handlers:
+        h.flush()
+    os.execv(cmd[0], cmd)
+    return 1  # not reached
 
 
 def check_devices(n: int, device_name: str) -> None:

@@ -145,12 +145,17 @@ class Trainer:
         with autocast(self.device, tc.precision):
             out = self.task.step(self.runner, batch, train=True)
         loss = out["loss"]
-        finite = bool(torch.isfinite(loss))
-        if distributed.active():  # every rank skips (or stops) together, or DDP would wait forever
-            finite = distributed.all_sum(float(finite)) == distributed.rank_world()[1]
+        finite, weight = bool(torch.isfinite(loss)), 1.0
+        if distributed.active():
+            # every rank skips (or stops) together, or DDP would wait forever; and DDP's mean of the
+            # ranks' mean losses becomes the mean over the global batch also when shards are uneven
+            world = distributed.rank_world()[1]
+            n = batch["targets"].numel()
+            ok, total = distributed.all_sum(float(finite), float(n))
+            finite, weight = ok == world, n * world / total
         if not finite:
             return self._nonfinite(loss)
-        self.scaler.scale(loss / tc.accumulate).backward()
+        self.scaler.scale(loss * weight / tc.accumulate).backward()
         meter.update(out, batch)
         if do_step:
             if tc.grad_clip:
