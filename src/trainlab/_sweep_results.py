@@ -113,7 +113,7 @@ def cell_table(cells: list[dict]) -> tuple[list[str], list[list]]:
                f"test {test}{' (%)' if pct(test) else ''} mean ± std", "train time (s)"]
     rows = [[c["rank"], c["cell"], f"{c['runs']}/{c['of']}", fmt(monitor, c["best_mean"], c["best_std"]),
              fmt(test, c["test_mean"], c["test_std"]),
-             None if c["train_seconds_mean"] is None else round(c["train_seconds_mean"], 1)] for c in cells]
+             "-" if c["train_seconds_mean"] is None else f"{c['train_seconds_mean']:,.1f}"] for c in cells]
     return headers, rows
 
 
