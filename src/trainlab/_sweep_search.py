@@ -16,6 +16,7 @@ import os
 import re
 import socket
 import time
+import warnings
 from pathlib import Path
 
 from . import config as config_mod
@@ -116,6 +117,9 @@ def run_search(sweep: Sweep, parallel: int = 1) -> dict:
         import optuna
     except ImportError:
         raise ConfigError("--search optuna needs the optuna package: pip install optuna") from None
+    # heartbeats and their retry callback are flagged experimental; they are what makes a killed
+    # worker's trial come back, so the warning would only be noise on every start
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     from ._sweep_exec import Executor
     from ._sweep_results import write_results
 
@@ -136,8 +140,12 @@ def run_search(sweep: Sweep, parallel: int = 1) -> dict:
 
     def run_trial(trial):
         params = {k: _suggest(trial, k, spec) for k, spec in space.items()}
+        # a retry of a trial whose worker died continues that trial's run (train.resume=auto)
+        frozen = next(t for t in study.get_trials(deepcopy=False) if t.number == trial.number)
+        origin = optuna.storages.RetryHeartbeatStaleTrialCallback.retried_trial_number(frozen)
+        name = f"trial-{trial.number if origin is None else origin:04d}"
         trial.set_user_attr("worker", worker)
-        name = f"trial-{trial.number:04d}"
+        trial.set_user_attr("run", name)
         verdict = executor.run_one(name, {**sweep.overrides, **params}, watch=_Watch(trial, objective))
         if verdict == "pruned":
             raise optuna.TrialPruned()
@@ -149,12 +157,13 @@ def run_search(sweep: Sweep, parallel: int = 1) -> dict:
     if len(study.get_trials(deepcopy=False, states=counted)) < trials:
         study.optimize(run_trial, n_jobs=parallel, catch=(RuntimeError,),
                        callbacks=[optuna.study.MaxTrialsCallback(trials, states=counted)])
-    specs, statuses = [], {}
-    for t in study.get_trials(deepcopy=False):
-        name = f"trial-{t.number:04d}"
+    specs, statuses = {}, {}
+    for t in study.get_trials(deepcopy=False):  # in trial order: a retry replaces the trial it retried
+        name = t.user_attrs.get("run", f"trial-{t.number:04d}")
         if executor.run_dir(name).is_dir():
-            specs.append(RunSpec(name, {**sweep.overrides, **t.params}, dict(t.params)))
+            specs[name] = RunSpec(name, {**sweep.overrides, **t.params}, dict(t.params))
             statuses[name] = {"COMPLETE": "done", "PRUNED": "pruned"}.get(t.state.name, t.state.name.lower())
+    specs = list(specs.values())
     result = write_results(sweep, specs, statuses, grid_keys=list(space))
     done = [t for t in study.get_trials(deepcopy=False, states=counted[:1])]
     if done:
@@ -165,6 +174,12 @@ def run_search(sweep: Sweep, parallel: int = 1) -> dict:
 
 def _study(optuna, storage: str, name: str, direction: str):
     """Create or join the study; two workers starting together may race on the first schema write."""
+    if storage.startswith(("sqlite:", "postgresql", "mysql")):
+        # heartbeats: a trial whose worker was killed is marked failed after the grace period and
+        # retried (once per trial) by the next worker that starts a trial, resuming its run
+        storage = optuna.storages.RDBStorage(
+            storage, heartbeat_interval=30, grace_period=90,
+            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(1))
     for attempt in range(5):
         try:
             return optuna.create_study(storage=storage, study_name=name, direction=direction,
