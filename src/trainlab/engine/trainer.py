@@ -190,7 +190,9 @@ class Trainer:
         start_pass(self.task, train=True)
         if s.train_meter and distributed.is_main():
             meter.load_state_dict(s.train_meter, self.device)
-        if s.task_state is not None and hasattr(self.task, "load_state_dict"):
+        # under DDP the checkpoint holds rank 0's carried state (e.g. its streams' RNN hidden state);
+        # the other ranks restart theirs from zero after a mid-epoch resume
+        if s.task_state is not None and hasattr(self.task, "load_state_dict") and distributed.is_main():
             self.task.load_state_dict(s.task_state, self.device)
         self._live_meter = meter
         unit = throughput_unit(self.task)
