@@ -292,7 +292,8 @@ def build_parser() -> argparse.ArgumentParser:
     sw = sub.add_parser("sweep", help="grid or Optuna search of overrides: runs, results.csv, ranked report")
     sw.add_argument("target", help="recipe .yaml, or a sweep .yaml (recipe:, grid:, seeds:, search: ...)")
     sw.add_argument("overrides", nargs="*", help="fixed overrides for every run, e.g. train.epochs=5")
-    sw.add_argument("--grid", nargs="+", metavar="KEY=V1,V2", help="grid axes, e.g. optim.name=adam,nadam,sgd")
+    sw.add_argument("--grid", nargs="+", metavar="KEY=V1,V2",
+                    help="grid axes, e.g. optim.name=adam,nadam,sgd (an item with one value is a fixed override)")
     sw.add_argument("--seeds", help="seeds per cell: a count (3 -> 0,1,2) or a list (1,5,9)")
     sw.add_argument("--parallel", type=int, default=1, help="runs at a time (threads per run: cores // N)")
     sw.add_argument("--out", help="sweep folder (default: sweeps/<recipe name>); the same folder resumes")
