@@ -113,7 +113,10 @@ def split_values(text: str) -> list[str]:
     """'adam,sgd' -> ['adam', 'sgd']; commas inside [..] or (..) stay: '[1,2],[3]' -> 2 values."""
     out, depth, cur = [], 0, ""
     for ch in text:
-        depth += ch in "[(" and 1 or (ch in "])" and -1 or 0)
+        if ch in "[(":
+            depth += 1
+        elif ch in "])":
+            depth -= 1
         if ch == "," and depth == 0:
             out.append(cur)
             cur = ""
@@ -136,7 +139,10 @@ def parse_grid(items: list[str]) -> tuple[dict, dict]:
         values = [config_mod.parse_override(f"{key}={v}")[1] for v in split_values(raw)]
         if key.strip() in grid:
             raise ConfigError(f"grid key '{key}' given twice")
-        (grid.__setitem__(key.strip(), values) if len(values) > 1 else fixed.__setitem__(key.strip(), values[0]))
+        if len(values) > 1:
+            grid[key.strip()] = values
+        else:
+            fixed[key.strip()] = values[0]
     return grid, fixed
 
 
