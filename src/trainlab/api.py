@@ -24,7 +24,7 @@ from . import config as config_mod
 from . import registry
 from .config import Config
 from .data import DatasetLoader, build_data
-from .engine import Trainer, evaluate_model, load_checkpoint, load_model_state, resolve_device
+from .engine import Trainer, distributed, evaluate_model, load_checkpoint, load_model_state, resolve_device
 from .errors import CheckpointError, ConfigError, DataError
 from .models import build_model, count_parameters
 from .tracking import RunDir, read_metrics
@@ -116,7 +116,14 @@ def train(recipe=None, *overrides: str, model: nn.Module | None = None, datasets
     cfg = _config(recipe, overrides, sections)
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
-    device = resolve_device(cfg.train.device)
+    device = distributed.setup(cfg.train.device, cfg.train.threads)  # resolve_device outside torchrun
+    try:
+        return _train(cfg, device, model, datasets, class_names, argv)
+    finally:
+        distributed.teardown()
+
+
+def _train(cfg: Config, device, model, datasets, class_names, argv) -> Run:
     if cfg.train.deterministic:
         set_deterministic()
     torch.manual_seed(cfg.train.seed)
@@ -146,6 +153,11 @@ def train(recipe=None, *overrides: str, model: nn.Module | None = None, datasets
     resume = _find_resume(cfg)
     if resume is not None and cfg.run.dir is None:
         cfg.run.dir = str(resume.parent.parent)  # continue in the run directory being resumed
+    if not distributed.is_main():  # rank 0 alone writes the run directory
+        trainer = Trainer(cfg, model, task, loaders, device, None, {})
+        if resume is not None:
+            trainer.resume(resume)
+        return Run(Path(cfg.run.dir or "."), cfg, [], trainer.fit())
     run = RunDir.create(cfg)
     handler = run.attach_log()
     try:

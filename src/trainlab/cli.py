@@ -34,9 +34,17 @@ def _setup_logging(verbose: bool) -> None:
 
 
 def cmd_train(args) -> int:
-    from . import api
+    import os
 
+    from . import api, config
+    from .engine import distributed
+
+    tc = config.load(args.recipe, args.overrides).train
+    if tc.devices > 1 and not distributed.launched():  # train.devices=N: the same command under torchrun
+        return distributed.relaunch(tc.devices, args.argv[1:], tc.device)
     run = api.train(args.recipe, *args.overrides, argv=args.argv)
+    if int(os.environ.get("RANK", 0)) != 0:
+        return 0
     last = {r["split"]: r for r in run.metrics}
     print(f"run directory: {run.dir}")
     if run.test:
@@ -131,6 +139,47 @@ def cmd_report(args) -> int:
 
     html, md = write_report(args.run_dirs, args.out)
     print(f"report written to {html} (self-contained) and {md}")
+    return 0
+
+
+def cmd_sweep(args) -> int:
+    from . import sweep
+
+    search = None
+    if args.search:
+        search = {"method": args.search, "trials": args.trials, "objective": args.objective,
+                  "storage": args.storage, "study": args.study, "space": args.space}
+        search = {k: v for k, v in search.items() if v is not None}
+    sw = sweep.from_args(args.target, args.grid or (), args.overrides, args.seeds, args.out, search)
+    if sw.search:
+        from ._sweep_search import run_search
+
+        result = run_search(sw, args.parallel)
+    else:
+        result = sweep.run_sweep(sw, args.parallel)
+    from ._sweep_results import cell_table
+
+    headers, rows = cell_table(result["cells"])
+    print("  ".join(headers))
+    for r in rows:
+        print("  ".join("" if v is None else str(v) for v in r))
+    print(f"results: {result['results']}" + (f"; report: {result['report']}" if result.get("report") else ""))
+    running = [r["run"] for r in result["runs"] if r["status"] == "running"]  # other workers' trials
+    if running:
+        print(f"{len(running)} trial(s) still running in other workers: {', '.join(running)}")
+    failed = [r["run"] for r in result["runs"] if r["status"] not in ("done", "pruned", "running")]
+    if failed:
+        print(f"{len(failed)} run(s) not finished: {', '.join(failed[:5])}{' ...' if len(failed) > 5 else ''}; "
+              f"start the same command again to resume them", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_bench(args) -> int:
+    from .bench import bench_devices, format_table
+
+    rows, notes = bench_devices(args.recipe, args.overrides, args.steps)
+    print(format_table(rows, notes))
     return 0
 
 
@@ -249,6 +298,31 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
     r.add_argument("--out", help="HTML file (default: RUN_DIR/report.html for one run, report.html for several)")
     r.set_defaults(func=cmd_report)
+
+    sw = sub.add_parser("sweep", help="grid or Optuna search of overrides: runs, results.csv, ranked report")
+    sw.add_argument("target", help="recipe .yaml, or a sweep .yaml (recipe:, grid:, seeds:, search: ...)")
+    sw.add_argument("overrides", nargs="*", help="fixed overrides for every run, e.g. train.epochs=5")
+    sw.add_argument("--grid", nargs="+", metavar="KEY=V1,V2",
+                    help="grid axes, e.g. optim.name=adam,nadam,sgd (an item with one value is a fixed override)")
+    sw.add_argument("--seeds", help="seeds per cell: a count (3 -> 0,1,2) or a list (1,5,9)")
+    sw.add_argument("--parallel", type=int, default=1, help="runs at a time (threads per run: cores // N)")
+    sw.add_argument("--out", help="sweep folder (default: sweeps/<recipe name>); the same folder resumes")
+    sw.add_argument("--search", choices=["optuna"], help="search instead of a grid (TPE + median pruner)")
+    sw.add_argument("--trials", type=int, help="search: trials in total over all workers")
+    sw.add_argument("--objective", help="search: metric to optimise, e.g. valid.acc1 (default: train.monitor)")
+    sw.add_argument("--space", nargs="+", metavar="KEY=SPEC",
+                    help="search space: optim.lr=loguniform(1e-4,1e-1) optim.name=[adam,sgd] train.epochs=int(2,5)")
+    sw.add_argument("--storage", help="search: Optuna storage URL (default sqlite:///OUT/study.db); "
+                                      "a shared PostgreSQL/MySQL URL lets several machines work on one study")
+    sw.add_argument("--study", help="search: study name (default: the sweep folder's name)")
+    sw.set_defaults(func=cmd_sweep)
+
+    b = sub.add_parser("bench", help="time the same training steps on CPU, one GPU and every GPU count")
+    b.add_argument("what", choices=["devices"])
+    b.add_argument("recipe")
+    b.add_argument("overrides", nargs="*", help="dotted overrides, e.g. data.batch_size=256")
+    b.add_argument("--steps", type=int, default=50, help="timed optimizer steps per device count (after 3 warm-up)")
+    b.set_defaults(func=cmd_bench)
 
     d = sub.add_parser("diff", help="where two checkpoints disagree: CSV, McNemar's test, contact sheet")
     d.add_argument("checkpoint_a")

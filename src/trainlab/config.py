@@ -113,6 +113,7 @@ class TrainConfig:
     max_steps: Optional[int] = _f(None, "stop after this many optimizer steps in total")
     seed: int = _f(0, "seed for initialisation, shuffling, augmentation and dropout")
     device: str = _f("auto", "auto | cpu | cuda | cuda:N | mps")
+    devices: int = _f(1, "DDP processes: one per GPU (nccl) or CPU processes (gloo); > 1 launches torchrun")
     precision: Literal["fp32", "bf16", "fp16"] = _f("fp32", "fp32 | bf16 | fp16 (autocast)")
     grad_clip: Optional[float] = _f(None, "clip the global gradient norm to this value")
     accumulate: int = _f(1, "batches whose gradients are summed per optimizer step")
@@ -331,6 +332,7 @@ def validate(cfg: Config) -> None:
          "must be >= 2"),
         (cfg.train.epochs >= 1, "train.epochs", cfg.train.epochs, "must be >= 1"),
         (cfg.train.accumulate >= 1, "train.accumulate", cfg.train.accumulate, "must be >= 1"),
+        (cfg.train.devices >= 1, "train.devices", cfg.train.devices, "must be >= 1"),
         (cfg.train.max_steps is None or cfg.train.max_steps >= 1, "train.max_steps", cfg.train.max_steps,
          "must be >= 1"),
         (cfg.train.grad_clip is None or cfg.train.grad_clip > 0, "train.grad_clip", cfg.train.grad_clip,

@@ -21,7 +21,9 @@ from .rundata import RunData, run_labels
 LOG = logging.getLogger("trainlab")
 
 
-def write_report(run_dirs: list, out: str | Path | None = None) -> tuple[Path, Path]:
+def write_report(run_dirs: list, out: str | Path | None = None, title: str | None = None,
+                 preface: list = ()) -> tuple[Path, Path]:
+    """``preface``: (heading, note, headers, rows) tables shown before a comparison (a sweep's cells)."""
     paths = [Path(p) for p in run_dirs]
     labels = run_labels(paths)
     runs = [RunData.load(p, label) for p, label in zip(paths, labels)]
@@ -35,7 +37,11 @@ def write_report(run_dirs: list, out: str | Path | None = None) -> tuple[Path, P
         doc = Doc(f"trainlab report: {runs[0].label}")
         _run_sections(doc, runs[0], models[runs[0].label], level=2)
     else:
-        doc = Doc(f"trainlab report: {len(runs)} runs compared")
+        doc = Doc(title or f"trainlab report: {len(runs)} runs compared")
+        for heading, note, headers, rows in preface:
+            doc.heading(heading, 2)
+            doc.para(note, note=True)
+            doc.table(headers, rows)
         _comparison(doc, runs, models)
     return doc.write(out)
 

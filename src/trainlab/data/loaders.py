@@ -96,18 +96,30 @@ class _Batches:
     functions of (seed, epoch[, batch]), so a run resumed at batch k sees the same batches."""
 
     def __init__(self, n: int, batch_size: int, shuffle: bool, seed: int, device: torch.device, drop_last: bool):
+        from ..engine.distributed import rank_world
+
         self.n, self.batch_size, self.shuffle, self.seed, self.device = n, batch_size, shuffle, seed, device
         self.drop_last = drop_last and n >= batch_size
+        # under torchrun every rank draws the same global batches and keeps its slice of each
+        self.world = rank_world()[1]
 
     def __len__(self) -> int:
-        return self.n // self.batch_size if self.drop_last else -(-self.n // self.batch_size)
+        if self.drop_last:
+            return self.n // self.batch_size
+        full, rest = divmod(self.n, self.batch_size)
+        # a training tail smaller than the world would leave a rank without samples (DDP needs all)
+        return full + (rest > 0 and not (self.shuffle and rest < self.world))
 
     def index_batches(self, epoch: int) -> list[torch.Tensor]:
+        """This rank's indices of each batch: a slice of the global batch (empty in evaluation
+        when a tail batch has fewer samples than ranks; the loaders skip those)."""
+        from ..engine.distributed import shard
+
         if self.shuffle:
             order = torch.randperm(self.n, generator=torch.Generator().manual_seed(_seed(self.seed, epoch)))
         else:
             order = torch.arange(self.n)
-        return [order[b * self.batch_size:(b + 1) * self.batch_size] for b in range(len(self))]
+        return [shard(order[b * self.batch_size:(b + 1) * self.batch_size]) for b in range(len(self))]
 
     def batch_generator(self, epoch: int, b: int) -> Optional[torch.Generator]:
         """The augmentation randomness of batch ``b``: a function of (seed, epoch, b) only, drawn on
@@ -134,8 +146,11 @@ class TensorLoader(_Batches):
     def iterate(self, epoch: int = 0, start: int = 0) -> Iterator[dict]:
         batches = self.index_batches(epoch)
         on_device = torch.cat(batches).to(self.device) if batches else None  # one copy per epoch
+        ends = torch.tensor([len(b) for b in batches]).cumsum(0).tolist()
         for b in range(start, len(batches)):
-            dev_idx = on_device[b * self.batch_size:b * self.batch_size + len(batches[b])]
+            if len(batches[b]) == 0:
+                continue
+            dev_idx = on_device[ends[b] - len(batches[b]):ends[b]]
             x = self.transform(self.images[dev_idx], train=self.shuffle, gen=self.batch_generator(epoch, b))
             yield {"inputs": x, "targets": self.labels[dev_idx], "index": batches[b]}
 
@@ -169,9 +184,9 @@ class DatasetLoader(_Batches):
             persistent_workers=num_workers > 0)
 
     def iterate(self, epoch: int = 0, start: int = 0) -> Iterator[dict]:
-        batches = self.index_batches(epoch)[start:]
-        self.sampler.batches = [b.tolist() for b in batches]
-        for b, (idx, (x, y)) in enumerate(zip(batches, self.loader), start):
+        numbered = [(b, idx) for b, idx in enumerate(self.index_batches(epoch)) if b >= start and len(idx)]
+        self.sampler.batches = [idx.tolist() for _, idx in numbered]
+        for (b, idx), (x, y) in zip(numbered, self.loader):
             x = x.to(self.device, non_blocking=True)
             if self.transform is not None:
                 x = self.transform(x, train=self.shuffle, gen=self.batch_generator(epoch, b))

@@ -27,7 +27,13 @@ class BPTTLoader:
         if n < 2:
             raise DataError(f"the {split} split has {len(ids):,} tokens: too few for {batch_size} streams "
                             f"(need at least 2 per stream); lower data.batch_size / data.eval_batch_size")
-        self.data = ids[:n * batch_size].view(batch_size, n).to(device)  # [B, L]
+        from ..engine.distributed import shard
+
+        rows = shard(torch.arange(batch_size))  # under torchrun each rank carries its own streams
+        if len(rows) == 0:
+            raise DataError(f"the {split} split has {batch_size} streams, fewer than the processes; "
+                            f"raise data.batch_size / data.eval_batch_size to at least train.devices")
+        self.data = ids[:n * batch_size].view(batch_size, n)[rows].to(device)  # [B / world, L]
         self.batch_size, self.bptt, self.seed, self.variable = batch_size, bptt, seed, variable
         self.device = device
 

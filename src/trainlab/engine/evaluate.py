@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from .device import autocast
+from .distributed import reduce_meter
 
 
 @torch.no_grad()
@@ -22,6 +23,7 @@ def evaluate_model(model: nn.Module, task, loader, device: torch.device, precisi
         with autocast(device, precision):
             out = task.step(model, batch, train=False)
         meter.update(out, batch)
+    meter = reduce_meter(meter)  # under torchrun each rank saw its shard: sum them, once each
     result = meter.compute()
     seconds = time.perf_counter() - t0
     unit = throughput_unit(task)

@@ -24,6 +24,7 @@ from torch import nn
 from ..config import Config
 from ..errors import ConfigError, NonFiniteLossError
 from ..tracking import MetricsWriter, RunDir
+from . import distributed
 from .checkpoint import load_checkpoint, load_model_state, remove_stale_temp_files, save_checkpoint
 from .device import autocast
 from .evaluate import evaluate_model, format_metrics, start_pass, throughput_unit
@@ -57,8 +58,12 @@ class Trainer:
         self.model = model.to(device)
         if cfg.train.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-        # the compiled wrapper runs the steps; checkpoints keep the plain module's parameter names
-        self.runner = torch.compile(self.model) if cfg.train.compile else self.model
+        # the compiled (and, under torchrun, DDP) wrapper runs the steps; checkpoints keep the plain
+        # module's parameter names, and evaluation skips DDP (its forward would sync buffers per batch)
+        ddp = distributed.wrap(self.model, device)
+        self.runner = torch.compile(ddp) if cfg.train.compile else ddp
+        self.eval_runner = self.runner if ddp is self.model else (
+            torch.compile(self.model) if cfg.train.compile else self.model)
         self.meta = meta or {}
         tc = cfg.train
         self.monitor_split, self.monitor_key = tc.monitor.split(".", 1)
@@ -85,7 +90,8 @@ class Trainer:
     # ------------------------------------------------------------------ checkpoints
     def checkpoint_payload(self, full: bool = True) -> dict:
         if self._live_meter is not None:  # mid-epoch: captured here, not every step (each capture syncs)
-            self.state.train_meter = self._live_meter.state_dict()
+            # all ranks' sums: on resume rank 0 carries them and the other ranks start from zero
+            self.state.train_meter = distributed.reduce_meter(self._live_meter).state_dict()
             task_state = getattr(self.task, "state_dict", None)
             self.state.task_state = task_state() if task_state is not None else None
         payload = {"model": self.model.state_dict(), "config": self.cfg.to_dict(), "meta": self.meta,
@@ -96,9 +102,11 @@ class Trainer:
         return payload
 
     def save(self, name: str, full: bool = True) -> Optional[Path]:
-        if self.run is None:
+        """Every rank calls this (the payload may reduce across ranks); only rank 0 has a run to write."""
+        if self.run is None and not distributed.active():
             return None
-        return save_checkpoint(self.checkpoint_payload(full), self.run.checkpoints / name)
+        payload = self.checkpoint_payload(full)
+        return save_checkpoint(payload, self.run.checkpoints / name) if self.run is not None else None
 
     def resume(self, path: str | Path) -> None:
         if self.run is not None:
@@ -120,7 +128,7 @@ class Trainer:
 
     # ------------------------------------------------------------------ evaluation
     def evaluate(self, split: str, keep_predictions: bool = False):
-        return evaluate_model(self.runner, self.task, self.loaders[split], self.device,
+        return evaluate_model(self.eval_runner, self.task, self.loaders[split], self.device,
                               self.cfg.train.precision, keep_predictions)
 
     def _record(self, split: str, epoch: int, values: dict, **extra) -> dict:
@@ -138,9 +146,17 @@ class Trainer:
         with autocast(self.device, tc.precision):
             out = self.task.step(self.runner, batch, train=True)
         loss = out["loss"]
-        if not torch.isfinite(loss):
+        finite, weight = bool(torch.isfinite(loss)), 1.0
+        if distributed.active():
+            # every rank skips (or stops) together, or DDP would wait forever; and DDP's mean of the
+            # ranks' mean losses becomes the mean over the global batch also when shards are uneven
+            world = distributed.rank_world()[1]
+            n = batch["targets"].numel()
+            ok, total = distributed.all_sum(float(finite), float(n))
+            finite, weight = ok == world, n * world / total
+        if not finite:
             return self._nonfinite(loss)
-        self.scaler.scale(loss / tc.accumulate).backward()
+        self.scaler.scale(loss * weight / tc.accumulate).backward()
         meter.update(out, batch)
         if do_step:
             if tc.grad_clip:
@@ -173,9 +189,11 @@ class Trainer:
         loader = self.loaders["train"]
         meter = self.task.meter()
         start_pass(self.task, train=True)
-        if s.train_meter:
+        if s.train_meter and distributed.is_main():
             meter.load_state_dict(s.train_meter, self.device)
-        if s.task_state is not None and hasattr(self.task, "load_state_dict"):
+        # under DDP the checkpoint holds rank 0's carried state (e.g. its streams' RNN hidden state);
+        # the other ranks restart theirs from zero after a mid-epoch resume
+        if s.task_state is not None and hasattr(self.task, "load_state_dict") and distributed.is_main():
             self.task.load_state_dict(s.task_state, self.device)
         self._live_meter = meter
         unit = throughput_unit(self.task)
@@ -205,7 +223,8 @@ class Trainer:
                     self._stop_interrupted()
         seconds = time.perf_counter() - t0
         stopped = bool(tc.max_steps and s.step >= tc.max_steps and s.batch < n_batches)
-        result = meter.compute()
+        result = distributed.reduce_meter(meter).compute()
+        seen = distributed.all_sum(seen)
         result.update({"seconds": round(seconds, 3), f"{unit}_per_s": round(seen / max(seconds, 1e-9), 1)})
         if s.skipped_batches:
             result["skipped_batches"] = s.skipped_batches
@@ -298,9 +317,11 @@ class Trainer:
             return {}
         best = self.run.checkpoints / "best.pt" if self.run else None
         current = None
-        if best is not None and best.exists():
+        if distributed.broadcast_object(best is not None and best.exists()):  # rank 0 holds the file
             current = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
-            load_model_state(self.model, load_checkpoint(best, self.device)["model"], str(best))
+            if best is not None:
+                load_model_state(self.model, load_checkpoint(best, self.device)["model"], str(best))
+            distributed.broadcast_module(self.model)
         result, meter = self.evaluate("test", keep_predictions=True)
         details = meter.details(self.meta.get("class_names"))
         self._record("test", self.state.best_epoch or self.state.epoch, result,
@@ -329,7 +350,7 @@ def _install_sigint(trainer: Trainer):
 
 
 def _progress(cfg: Config, total: int):
-    if not cfg.run.progress:
+    if not cfg.run.progress or not distributed.is_main():
         return None
     from tqdm.auto import tqdm
 

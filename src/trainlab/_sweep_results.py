@@ -1,0 +1,132 @@
+"""A sweep's results: runs.csv (one row per run), results.csv (one row per grid cell: mean and
+standard deviation over seeds, ranked) and report.html (that table, then the multi-run report)."""
+
+from __future__ import annotations
+
+import csv
+import logging
+import statistics
+from pathlib import Path
+
+from .analysis.compare import primary_metric
+from .analysis.rundata import RunData
+from .engine.trainer import monitor_mode
+from .errors import DataError
+
+LOG = logging.getLogger("trainlab")
+
+
+def _load(path: Path, label: str):
+    try:
+        return RunData.load(path, label)
+    except DataError:  # not started, or killed before its first epoch
+        return None
+
+
+def run_rows(specs: list, out: Path, statuses: dict) -> list[dict]:
+    rows = []
+    for s in specs:
+        run = _load(out / "runs" / s.name, s.name)
+        row = {"run": s.name, "cell": s.cell, **s.labels, "seed": s.seed, "status": statuses.get(s.name, "")}
+        if run is not None:
+            test_key = primary_metric(run)
+            row.update({"monitor": run.monitor, "best": run.best_value(), "best_epoch": run.best_epoch,
+                        "epochs": run.epochs, "test_metric": test_key,
+                        "test": run.final.get(test_key) if run.final and test_key else None,
+                        "train_seconds": round(run.train_seconds(), 2)})
+        rows.append(row)
+    return rows
+
+
+def _mean_std(xs: list) -> tuple:
+    xs = [x for x in xs if isinstance(x, (int, float))]
+    if not xs:
+        return None, None
+    return statistics.fmean(xs), (statistics.stdev(xs) if len(xs) > 1 else 0.0)
+
+
+def cell_rows(rows: list[dict], grid_keys: list[str]) -> list[dict]:
+    """Group runs by cell; mean and sample std over seeds; ranked best first on the monitor."""
+    cells: dict[str, list] = {}
+    for r in rows:
+        cells.setdefault(r["cell"], []).append(r)
+    out = []
+    for cell, rs in cells.items():
+        monitor = next((r["monitor"] for r in rs if r.get("monitor")), "")
+        done = [r for r in rs if r.get("best") is not None]
+        best_mean, best_std = _mean_std([r["best"] for r in done])
+        test_mean, test_std = _mean_std([r.get("test") for r in done])
+        out.append({"cell": cell, **{k: rs[0].get(k) for k in grid_keys}, "runs": len(done), "of": len(rs),
+                    "monitor": monitor, "best_mean": best_mean, "best_std": best_std,
+                    "test_metric": next((r["test_metric"] for r in done if r.get("test_metric")), None),
+                    "test_mean": test_mean, "test_std": test_std,
+                    "train_seconds_mean": _mean_std([r.get("train_seconds") for r in done])[0]})
+    monitor = next((c["monitor"] for c in out if c["monitor"]), "valid.loss")
+    high = monitor_mode(monitor) == "max"
+    out.sort(key=lambda c: (c["best_mean"] is None, -(c["best_mean"] or 0) if high else (c["best_mean"] or 0)))
+    for i, c in enumerate(out, 1):
+        c["rank"] = i
+    return out
+
+
+def _write_csv(path: Path, rows: list[dict], first: list[str]) -> None:
+    keys = first + [k for r in rows for k in r if k not in first]
+    keys = list(dict.fromkeys(keys))
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        w = csv.DictWriter(fh, fieldnames=keys)
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: _round(r.get(k)) for k in keys})
+
+
+def _round(v):
+    return round(v, 6) if isinstance(v, float) else v
+
+
+def write_results(sweep, specs: list, statuses: dict, grid_keys: list | None = None) -> dict:
+    out = sweep.out
+    rows = run_rows(specs, out, statuses)
+    grid_keys = list(sweep.grid) if grid_keys is None else grid_keys
+    cells = cell_rows(rows, grid_keys)
+    _write_csv(out / "runs.csv", rows, ["run", "cell", *grid_keys, "seed", "status"])
+    _write_csv(out / "results.csv", cells, ["rank", "cell", *grid_keys, "runs", "of"])
+    report = None
+    dirs = [out / "runs" / r["run"] for r in rows if r.get("best") is not None]
+    if dirs:
+        report = _report(out, dirs, cells)
+    return {"runs": rows, "cells": cells, "results": out / "results.csv", "report": report}
+
+
+def cell_table(cells: list[dict]) -> tuple[list[str], list[list]]:
+    """Headers and rows for people: accuracies in percent, mean ± std."""
+    monitor = cells[0]["monitor"] if cells else ""
+    test = next((c["test_metric"] for c in cells if c["test_metric"]), None)
+    pct = lambda m: (m or "").split(".")[-1].startswith("acc")  # noqa: E731
+
+    def fmt(metric, mean, std):
+        if mean is None:
+            return "-"
+        scale = 100 if pct(metric) else 1
+        return f"{mean * scale:.2f} ± {std * scale:.2f}"
+
+    headers = ["rank", "cell", "seeds", f"best {monitor}{' (%)' if pct(monitor) else ''} mean ± std",
+               f"test {test}{' (%)' if pct(test) else ''} mean ± std", "train time (s)"]
+    rows = [[c["rank"], c["cell"], f"{c['runs']}/{c['of']}", fmt(monitor, c["best_mean"], c["best_std"]),
+             fmt(test, c["test_mean"], c["test_std"]),
+             "-" if c["train_seconds_mean"] is None else f"{c['train_seconds_mean']:,.1f}"] for c in cells]
+    return headers, rows
+
+
+def _report(out: Path, dirs: list[Path], cells: list[dict]):
+    from .analysis.report import write_report
+
+    headers, rows = cell_table(cells)
+    note = ("Each cell of the grid over its seeds: mean and sample standard deviation of the best "
+            "validation value over the epochs, and of the test metric of the best checkpoint.")
+    try:
+        html, _ = write_report(dirs, out / "report.html", title=f"trainlab sweep: {out.name}",
+                               preface=[("Grid cells, ranked (mean ± std over seeds)", note, headers, rows)])
+    except Exception as e:  # noqa: BLE001 - the CSV files are the result; a report is a view of them
+        LOG.warning("sweep report not written: %s", e)
+        return None
+    return html
