@@ -146,7 +146,14 @@ def cmd_diff(args) -> int:
 def cmd_prepare(args) -> int:
     from .data import prepare
 
-    if args.what == "tiny-imagenet":
+    if args.what == "moving-digits":
+        from .data.moving_digits import make_moving_digits
+
+        dst = args.src  # `trainlab prepare moving-digits DST`: the one folder is the output
+        counts = make_moving_digits(dst, mnist=args.mnist, seed=args.seed, train_per_class=args.train_per_class,
+                                    test_per_class=args.test_per_class, frames=args.frames, digits=args.digits,
+                                    classes=args.classes, codec=args.codec)
+    elif args.what == "tiny-imagenet":
         dst = args.dst or str(args.src).rstrip("/") + "-folders"
         counts = prepare.prepare_tiny_imagenet(args.src, dst, mode=args.mode or "link")
     elif args.what == "catsdogs":
@@ -249,12 +256,23 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--sheet", type=int, default=48, help="disagreements shown on the contact sheet")
     d.set_defaults(func=cmd_diff)
 
-    pp = sub.add_parser("prepare", help="class-folder copies of tiny-imagenet / catsdogs, or extract an archive safely")
-    pp.add_argument("what", choices=["tiny-imagenet", "catsdogs", "extract"])
-    pp.add_argument("src", help="the original dataset folder (never modified) or archive")
+    pp = sub.add_parser("prepare", help="class-folder copies of tiny-imagenet / catsdogs, extract an archive "
+                                        "safely, or generate the moving-digits video dataset")
+    pp.add_argument("what", choices=["tiny-imagenet", "catsdogs", "extract", "moving-digits"])
+    pp.add_argument("src", help="the original dataset folder (never modified) or archive; moving-digits: DST")
     pp.add_argument("dst", nargs="?", help="output folder")
     pp.add_argument("--mode", choices=["link", "symlink", "copy"], default=None,
                     help="hard links (default for tiny-imagenet), symlinks or copies (default for catsdogs)")
+    md = pp.add_argument_group("moving-digits")
+    md.add_argument("--mnist", default=None, help="MNIST IDX folder (default: the 5,000 embedded digits)")
+    md.add_argument("--seed", type=int, default=0)
+    md.add_argument("--train-per-class", type=int, default=300)
+    md.add_argument("--test-per-class", type=int, default=100)
+    md.add_argument("--frames", type=int, default=20, help="frames per clip")
+    md.add_argument("--digits", type=int, default=1, choices=[1, 2], help="digits per clip")
+    md.add_argument("--classes", default="direction", choices=["direction", "direction_digit"])
+    md.add_argument("--codec", default="ffv1", choices=["ffv1", "mpeg4", "libx264"],
+                    help="ffv1: lossless .avi (default); mpeg4: lossy .avi like UCF101; libx264: .mp4")
     pp.set_defaults(func=cmd_prepare)
 
     c = sub.add_parser("config", help="print a recipe's fully resolved config")

@@ -136,8 +136,12 @@ class TensorLoader(_Batches):
         on_device = torch.cat(batches).to(self.device) if batches else None  # one copy per epoch
         for b in range(start, len(batches)):
             dev_idx = on_device[b * self.batch_size:b * self.batch_size + len(batches[b])]
-            x = self.transform(self.images[dev_idx], train=self.shuffle, gen=self.batch_generator(epoch, b))
+            x = self.inputs(dev_idx, self.batch_generator(epoch, b))
             yield {"inputs": x, "targets": self.labels[dev_idx], "index": batches[b]}
+
+    def inputs(self, idx: torch.Tensor, gen: Optional[torch.Generator]) -> torch.Tensor:
+        """The batch's model inputs from its sample indices (on the device); subclasses pick frames."""
+        return self.transform(self.images[idx], train=self.shuffle, gen=gen)
 
 
 class _EpochBatches:
