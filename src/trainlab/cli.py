@@ -71,10 +71,10 @@ def cmd_eval(args) -> int:
 
 def cmd_predict(args) -> int:
     from . import api
-    from .inference import list_images, predict_files, write_predictions_csv
+    from .inference import list_inputs, predict_files, write_predictions_csv
 
     model = api.load(args.checkpoint, device=args.device)
-    rows = predict_files(model, list_images(args.inputs), topk=args.topk)
+    rows = predict_files(model, list_inputs(model, args.inputs), topk=args.topk)
     for r in rows:
         print(f"{r['path']}: " + ", ".join(f"{name} {p:.3f}" for name, p in r["top"]))
     out = write_predictions_csv(rows, args.out or "predictions.csv")
@@ -210,9 +210,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--json", action="store_true", help="print the full JSON result")
     e.set_defaults(func=cmd_eval)
 
-    pr = sub.add_parser("predict", help="top-k classes for an image file or a folder of images")
+    pr = sub.add_parser("predict", help="top-k classes for an image or video file, or a folder of them")
     pr.add_argument("checkpoint")
-    pr.add_argument("inputs", help="image file or folder")
+    pr.add_argument("inputs", help="image file, video file (or frame folder), or a folder of them")
     pr.add_argument("--topk", type=int, default=5)
     pr.add_argument("--out", help="CSV file (default: predictions.csv)")
     pr.add_argument("--device", default="cpu")
