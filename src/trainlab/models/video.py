@@ -124,6 +124,7 @@ def _video_factory(name: str):
 
     factory.__name__ = name
     factory.__doc__ = f"torchvision 3D CNN {name} on clips (grey frames repeated to RGB)"
+    factory.takes_clips = True  # the registry lists it among the clip models
     return factory
 
 
