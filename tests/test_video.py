@@ -248,3 +248,17 @@ def test_prepare_train_eval_predict_from_the_command_line(tmp_path, capsys):
     out = capsys.readouterr().out
     assert f"{clip}: " in out and "1 prediction(s)" in out
     assert (tmp_path / "p.csv").read_text().splitlines()[1].startswith(str(clip))
+
+
+def test_video_recipes_load_and_build():
+    from conftest import REPO
+    from trainlab import config
+
+    recipes = [r for r in sorted((REPO / "recipes").glob("*.yaml")) if config.load(r).task.name == "video"]
+    assert {r.name for r in recipes} >= {"video-cnn-lstm.yaml", "video-resnet-lstm.yaml", "ucf101-cnn-lstm.yaml"}
+    for r in recipes:
+        cfg = config.load(r)
+        cfg.model.weights, cfg.model.pretrained = None, False  # no files or downloads here
+        shape = (cfg.data.channels, cfg.data.size, cfg.data.size)
+        model = build_model(cfg.model, 10, shape)
+        assert model(torch.zeros(2, min(cfg.data.frames, 4), *shape)).shape == (2, 10), r.name

@@ -64,7 +64,7 @@ def clip_frames(rng: np.random.Generator, digits: list[np.ndarray], direction: s
     room = size - DIGIT
     canvas = np.zeros((frames, size, size), np.uint8)
     for digit in digits:
-        speed = rng.uniform(1.0, room / (frames - 1))
+        speed = rng.uniform(0.5, 1.0) * room / (frames - 1)  # crosses half to all of the free room
         travel = speed * (frames - 1)
         along = rng.uniform(0, room - travel)  # start on the motion axis, measured from where it starts
         across = rng.uniform(0, room)

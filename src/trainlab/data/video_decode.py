@@ -78,10 +78,12 @@ def _video_frames(path: Path, s: ClipSettings) -> list[np.ndarray]:
     try:
         with av.open(str(path)) as container:
             if not container.streams.video:
-                raise DataError(f"{path}: has no video stream")
+                raise DataError(f"{path}: cannot decode video (the file has no video stream)")
             stream = container.streams.video[0]
             # the frame count in the header can be missing or wrong: decode all, convert only the kept
             raw = list(container.decode(stream))
             return [image_array(raw[i].to_image(), s) for i in even_indices(len(raw), s.max_frames)]
+    except DataError:
+        raise
     except (av.FFmpegError, OSError, ValueError, UnicodeDecodeError) as e:
         raise DataError(f"{path}: cannot decode video ({type(e).__name__}: {e})") from None
