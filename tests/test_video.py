@@ -262,3 +262,21 @@ def test_video_recipes_load_and_build():
         shape = (cfg.data.channels, 32, 32)  # the architecture, not the recipe's frame size: fast
         model = build_model(cfg.model, 10, shape)
         assert model(torch.zeros(2, min(cfg.data.frames, 4), *shape)).shape == (2, 10), r.name
+
+
+def test_video_task_passes_clips_whole_or_averages_an_image_model_over_frames():
+    from trainlab import registry
+    from trainlab.config import TaskConfig
+
+    task = registry.TASKS.create("video", TaskConfig(name="video"), 3)
+    torch.manual_seed(0)
+    image_model = build_model(ModelConfig(name="cnn4", init_args={"channels": [4, 4, 4, 4]}), 3, (1, 32, 32))
+    x, y = torch.randn(2, 5, 1, 32, 32), torch.tensor([0, 2])
+    out = task.step(image_model, {"inputs": x, "targets": y}, train=True)
+    per_frame = torch.stack([image_model(x[:, t]) for t in range(5)], 1)
+    assert torch.allclose(out["outputs"], per_frame.mean(1), atol=1e-6)
+    clip_model = build_model(ModelConfig(name="cnn_lstm", init_args={"encoder_args": {"channels": [4, 4, 4, 4]}}),
+                             3, (1, 32, 32))
+    assert torch.equal(task.step(clip_model, {"inputs": x, "targets": y}, train=False)["outputs"], clip_model(x))
+    with pytest.raises(DataError, match=r"task 'video' needs clips \[B, T, C, H, W\]"):
+        task.step(image_model, {"inputs": x[:, 0], "targets": y}, train=False)

@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from . import registry
 from .data import BatchTransform
 from .data.clip_loader import ClipTransform, frame_indices
 from .data.image_cache import DecodeSettings, decode_image
@@ -85,6 +86,8 @@ def predict_files(model: nn.Module, paths: list[Path], topk: int = 5, batch_size
         raise DataError("this checkpoint was trained on datasets passed from Python: it does not record the "
                         "image size and normalisation that predict needs; call the model directly instead")
     inputs = _Inputs(meta, model.trainlab_config.data)
+    cfg = model.trainlab_config
+    task = registry.TASKS.create(cfg.task.name, cfg.task, len(names))  # video: an image model averages frames
     device = next(model.parameters()).device
     rows, good = [], []
     for p in paths:
@@ -98,7 +101,7 @@ def predict_files(model: nn.Module, paths: list[Path], topk: int = 5, batch_size
     for i in range(0, len(good), batch_size):
         chunk = good[i:i + batch_size]
         x = inputs.transform(torch.stack([t for _, t in chunk]).to(device), train=False, gen=None)
-        probs = model(x).float().softmax(1)
+        probs = task.logits(model, x).float().softmax(1)
         top_p, top_i = probs.topk(k, dim=1)
         for (p, _), ps, idx in zip(chunk, top_p.tolist(), top_i.tolist()):
             rows.append({"path": str(p), "top": [(names[j], pr) for j, pr in zip(idx, ps)]})
