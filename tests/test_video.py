@@ -280,3 +280,23 @@ def test_video_task_passes_clips_whole_or_averages_an_image_model_over_frames():
     assert torch.equal(task.step(clip_model, {"inputs": x, "targets": y}, train=False)["outputs"], clip_model(x))
     with pytest.raises(DataError, match=r"task 'video' needs clips \[B, T, C, H, W\]"):
         task.step(image_model, {"inputs": x[:, 0], "targets": y}, train=False)
+
+
+def test_editing_one_frame_of_a_frame_folder_rebuilds_the_cache(tmp_path):
+    import os
+
+    from PIL import Image
+
+    for cls in ("a", "b"):
+        for clip in ("c1", "c2"):
+            d = tmp_path / "root" / cls / clip
+            d.mkdir(parents=True)
+            for t in range(4):
+                Image.fromarray(np.full((16, 16), 40 * t + (cls == "b") * 20, np.uint8)).save(d / f"{t}.png")
+    cfg = _data(tmp_path / "root", tmp_path, size=16, frames=2, cache_frames=4)
+    first = build_data(cfg).splits["train"].images.clone()
+    frame = tmp_path / "root" / "a" / "c1" / "2.png"
+    Image.fromarray(np.full((16, 16), 255, np.uint8)).save(frame)
+    os.utime(frame, ns=(frame.stat().st_atime_ns, frame.stat().st_mtime_ns + 10**9))
+    again = build_data(cfg).splits["train"]
+    assert not torch.equal(again.images, first) and int(again.images[0, 2].min()) == 255

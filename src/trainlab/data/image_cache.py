@@ -92,9 +92,17 @@ def _decode_safe(args):
 def cache_key(files: FileList, s: DecodeSettings) -> str:
     h = hashlib.sha1(json.dumps(s.key(), sort_keys=True).encode())
     for p, y in zip(files.paths, files.labels):
-        st = os.stat(p)
-        h.update(f"{p}\0{st.st_size}\0{st.st_mtime_ns}\0{y}\n".encode())
+        h.update(f"{p}\0{_signature(p)}\0{y}\n".encode())
     return h.hexdigest()[:20]
+
+
+def _signature(p: Path) -> str:
+    """Size and mtime of a file; of every file in a folder (a frame-folder clip: editing one frame
+    does not change the folder's own mtime)."""
+    if not os.path.isdir(p):
+        st = os.stat(p)
+        return f"{st.st_size}\0{st.st_mtime_ns}"
+    return "\0".join(f"{e.name}:{e.stat().st_size}:{e.stat().st_mtime_ns}" for e in sorted(os.scandir(p), key=lambda e: e.name))
 
 
 def cache_dir_default() -> Path:
