@@ -265,10 +265,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="hard links (default for tiny-imagenet), symlinks or copies (default for catsdogs)")
     md = pp.add_argument_group("moving-digits")
     md.add_argument("--mnist", default=None, help="MNIST IDX folder (default: the 5,000 embedded digits)")
-    md.add_argument("--seed", type=int, default=0)
-    md.add_argument("--train-per-class", type=int, default=300)
-    md.add_argument("--test-per-class", type=int, default=100)
-    md.add_argument("--frames", type=int, default=20, help="frames per clip")
+    for flag, default in (("--seed", 0), ("--train-per-class", 300), ("--test-per-class", 100), ("--frames", 20)):
+        md.add_argument(flag, type=int, default=default)
     md.add_argument("--digits", type=int, default=1, choices=[1, 2], help="digits per clip")
     md.add_argument("--classes", default="direction", choices=["direction", "direction_digit"])
     md.add_argument("--codec", default="ffv1", choices=["ffv1", "mpeg4", "libx264"],

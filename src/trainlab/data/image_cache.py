@@ -102,7 +102,8 @@ def _signature(p: Path) -> str:
     if not os.path.isdir(p):
         st = os.stat(p)
         return f"{st.st_size}\0{st.st_mtime_ns}"
-    return "\0".join(f"{e.name}:{e.stat().st_size}:{e.stat().st_mtime_ns}" for e in sorted(os.scandir(p), key=lambda e: e.name))
+    entries = sorted(os.scandir(p), key=lambda e: e.name)
+    return "\0".join(f"{e.name}:{e.stat().st_size}:{e.stat().st_mtime_ns}" for e in entries)
 
 
 def cache_dir_default() -> Path:
