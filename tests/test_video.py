@@ -300,3 +300,12 @@ def test_editing_one_frame_of_a_frame_folder_rebuilds_the_cache(tmp_path):
     os.utime(frame, ns=(frame.stat().st_atime_ns, frame.stat().st_mtime_ns + 10**9))
     again = build_data(cfg).splits["train"]
     assert not torch.equal(again.images, first) and int(again.images[0, 2].min()) == 255
+
+
+def test_summary_of_a_clip_model_by_name(capsys):
+    from trainlab.cli import main
+
+    assert main(["summary", "cnn_lstm", "--input", "4x1x32x32", "--num-classes", "4"]) == 0
+    out = capsys.readouterr().out
+    model = build_model(ModelConfig(name="cnn_lstm"), 4, (4, 1, 32, 32))  # (T, C, H, W): built for the frames
+    assert f"parameters: {sum(p.numel() for p in model.parameters()):,}" in out and "lstm (LSTM)" in out
