@@ -133,6 +133,9 @@ def test_schedules_are_functions_of_the_step():
     one = _lrs("onecycle")
     assert one[0] < 0.1 and max(one) == pytest.approx(1.0, abs=0.05) and one[-1] < 0.05
     assert _lrs("exponential", gamma=0.5)[5] == pytest.approx(0.5)
+    lin = _lrs("linear", warmup_steps=4, min_lr=0.1)
+    assert lin[:5] == pytest.approx([0.25, 0.5, 0.75, 1.0, 1.0])
+    assert lin[12] == pytest.approx(0.1 + 0.9 * 0.5) and lin[-1] == pytest.approx(0.1 + 0.9 / 16)
 
 
 def test_plateau_divides_lr_when_metric_stalls():

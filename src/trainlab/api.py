@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -40,6 +41,7 @@ class Run:
     config: Config
     metrics: list = field(default_factory=list)
     test: dict = field(default_factory=dict)
+    timing: dict = field(default_factory=dict)  # seconds: data, fit (first step to final test), first_step
 
     @property
     def best_checkpoint(self) -> Path:
@@ -118,6 +120,7 @@ def train(recipe=None, *overrides: str, model: nn.Module | None = None, datasets
     if cfg.train.deterministic:
         set_deterministic()
     torch.manual_seed(cfg.train.seed)
+    t_start = time.perf_counter()
     if datasets is not None:
         loaders = _dataset_loaders(cfg, datasets, device)
         first_x, _ = datasets["train"][0]
@@ -134,6 +137,7 @@ def train(recipe=None, *overrides: str, model: nn.Module | None = None, datasets
         num_classes, inferred = bundle.num_classes, bundle.model_kwargs()
         meta_data, split_indices = bundle.info(), bundle.split_indices
         LOG.info("data %s from %s: %s", cfg.data.name, bundle.source, bundle.describe())
+    data_s = time.perf_counter() - t_start
     if model is None:
         model = build_model(cfg.model, inferred=inferred)
     if num_classes is None:
@@ -160,11 +164,15 @@ def train(recipe=None, *overrides: str, model: nn.Module | None = None, datasets
             _trim_metrics(run, trainer.state.step)
         elif cfg.train.resume == "auto":
             LOG.info("train.resume=auto: no checkpoint found, starting fresh")
+        t_fit = time.perf_counter()
         test = trainer.fit()
+        timing = {"data_s": round(data_s, 3), "fit_s": round(time.perf_counter() - t_fit, 3),
+                  "first_step_s": trainer.first_step_s}
+        run.write_json("timing.json", timing)
     finally:
         logging.getLogger("trainlab").removeHandler(handler)
         handler.close()
-    return Run(run.path, cfg, read_metrics(run.path), test)
+    return Run(run.path, cfg, read_metrics(run.path), test, timing)
 
 
 # ---------------------------------------------------------------------- checkpoints in use

@@ -168,6 +168,16 @@ def cmd_prepare(args) -> int:
     return 0
 
 
+def cmd_speedrun(args) -> int:
+    from .speedrun import speedrun
+
+    summary = speedrun(args.target, args.runs, tuple(args.overrides), args.out, args.baseline,
+                       args.baseline_seconds, args.first_seed)
+    print(summary["text"])
+    print(f"\nwritten to {summary['dir']}/speedrun.md and speedrun.json")
+    return 0
+
+
 def cmd_config(args) -> int:
     from . import config
 
@@ -272,6 +282,20 @@ def build_parser() -> argparse.ArgumentParser:
     md.add_argument("--codec", default="ffv1", choices=["ffv1", "mpeg4", "libx264"],
                     help="ffv1: lossless .avi (default); mpeg4: lossy .avi like UCF101; libx264: .mp4")
     pp.set_defaults(func=cmd_prepare)
+
+    sr = sub.add_parser("speedrun", help="time-to-accuracy of a speed recipe over N seeds, against the reference "
+                                         "script run for the same time (or to the same goal)")
+    sr.add_argument("target", choices=["mnist", "mnist-99.5", "cifar10", "ptb"])
+    sr.add_argument("overrides", nargs="*", help="dotted overrides for the speed recipe, e.g. data.root=...")
+    sr.add_argument("--runs", type=int, default=3, help="runs with seeds first_seed.. (default 3)")
+    sr.add_argument("--first-seed", type=int, default=0)
+    sr.add_argument("--baseline", choices=["same-time", "to-target", "none"], default="same-time",
+                    help="train the reference for trainlab's mean time (default), until it reaches the goal, "
+                         "or not at all")
+    sr.add_argument("--baseline-seconds", type=float, default=None,
+                    help="time budget of the baseline (same-time) or its cap (to-target; default 4x the target's)")
+    sr.add_argument("--out", default=None, help="output folder (default runs/speedrun/TARGET-STAMP)")
+    sr.set_defaults(func=cmd_speedrun)
 
     c = sub.add_parser("config", help="print a recipe's fully resolved config")
     c.add_argument("recipe")

@@ -93,13 +93,13 @@ class OptimConfig:
 
 @dataclass
 class ScheduleConfig:
-    name: str = _f("constant", "constant | step | multistep | exponential | cosine | onecycle | plateau")
+    name: str = _f("constant", "constant | step | multistep | exponential | cosine | linear | onecycle | plateau")
     warmup_epochs: float = _f(0.0, "linear warmup length in epochs (fractions allowed)")
     warmup_steps: int = _f(0, "linear warmup length in optimizer steps (added to warmup_epochs)")
     step_size: float = _f(1.0, "step: epochs between decays")
     milestones: list = _f([], "multistep: epochs at which the LR is multiplied by gamma")
     gamma: float = _f(0.1, "step/multistep: decay factor; exponential: factor per epoch")
-    min_lr: float = _f(0.0, "cosine/onecycle: final learning rate")
+    min_lr: float = _f(0.0, "cosine/linear/onecycle: final learning rate")
     factor: float = _f(0.1, "plateau: LR multiplier when the monitored metric stalls")
     patience: int = _f(2, "plateau: evaluations without improvement before reducing")
 
@@ -108,6 +108,8 @@ class ScheduleConfig:
 class TaskConfig:
     name: str = _f("classification", "task by registered name")
     label_smoothing: float = _f(0.0, "label smoothing of the cross-entropy loss")
+    tta: Literal["none", "flip"] = _f("none", "test-time augmentation in evaluation: 'flip' averages the "
+                                      "logits of each image and its mirror (only where a mirror keeps the label)")
 
 
 @dataclass

@@ -80,6 +80,7 @@ class Trainer:
         self.writer: Optional[MetricsWriter] = None
         self._interrupted = False
         self._live_meter = None  # the meter of an epoch in progress; read only when a checkpoint is written
+        self.first_step_s: Optional[float] = None  # wall time of this process's first step (compile, warm-up)
 
     # ------------------------------------------------------------------ checkpoints
     def checkpoint_payload(self, full: bool = True) -> dict:
@@ -186,6 +187,8 @@ class Trainer:
             b = s.batch
             do_step = (b + 1) % tc.accumulate == 0 or b + 1 == n_batches
             self._train_step(batch, meter, do_step)
+            if self.first_step_s is None:
+                self.first_step_s = round(time.perf_counter() - t0, 3)
             s.batch = b + 1
             seen += batch["targets"].numel()  # samples, or tokens for a [B, T] language-model batch
             if bar is not None:

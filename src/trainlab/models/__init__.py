@@ -18,7 +18,7 @@ from torch import nn
 from ..config import ModelConfig
 from ..errors import ConfigError
 from ..registry import MODELS
-from . import cifar_resnet, convnet, lenet, mlp, rnn_lm, small, transformer_lm, video, zoo  # noqa: F401  (registration)
+from . import cifar_resnet, convnet, lenet, mlp, rnn_lm, small, speednet, transformer_lm, video, zoo  # noqa: F401,E501
 
 
 def import_class(class_path: str, search_dirs=()) -> type:

@@ -83,9 +83,13 @@ class ClassificationTask:
     def __init__(self, cfg: TaskConfig, num_classes: int):
         self.num_classes = num_classes
         self.label_smoothing = cfg.label_smoothing
+        self.tta = getattr(cfg, "tta", "none")
 
     def step(self, model: nn.Module, batch: dict, train: bool) -> dict:
-        logits = self.logits(model, batch["inputs"])  # [B, num_classes]
+        x = batch["inputs"]
+        logits = self.logits(model, x)  # [B, num_classes]
+        if not train and self.tta == "flip":  # the mean of the image's and its mirror's logits
+            logits = (logits + self.logits(model, x.flip(-1))) / 2
         smoothing = self.label_smoothing if train else 0.0
         loss = F.cross_entropy(logits.float(), batch["targets"], label_smoothing=smoothing)
         return {"loss": loss, "outputs": logits}

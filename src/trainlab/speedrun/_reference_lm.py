@@ -131,3 +131,18 @@ def train_batches(model, train_data, n_batches, batch_size, bptt, lr=20.0, clip=
             p.data.add_(p.grad, alpha=-lr)
         total_loss += loss.item()
     return total_loss / n_batches, ntokens
+
+
+def evaluate(model, data_source, batch_size, bptt):
+    """main.py's evaluate(): mean NLL over the split (batchified with ``batch_size``)."""
+    model.eval()
+    criterion = nn.NLLLoss()
+    total_loss = 0.0
+    hidden = model.init_hidden(batch_size)
+    with torch.no_grad():
+        for i in range(0, data_source.size(0) - 1, bptt):
+            data, targets = get_batch(data_source, i, bptt)
+            output, hidden = model(data, hidden)
+            hidden = repackage_hidden(hidden)
+            total_loss += len(data) * criterion(output, targets).item()
+    return total_loss / (len(data_source) - 1)

@@ -1,0 +1,58 @@
+"""The small fast CIFAR net of the speed records (after Keller Jordan's airbench, 2024).
+
+A 2x2 patch stem, then three groups of [conv 3x3, max-pool 2, BN, GELU, conv 3x3, BN, GELU],
+a global max-pool and a bias-free linear head whose logits are scaled down (``head_scale``),
+which, with label smoothing, keeps the early large-LR steps stable. It reaches about 94% on
+CIFAR-10 at widths 64/256/256 on a GPU in ten epochs; the CPU speed recipe uses 32/128/128,
+a quarter of the compute. Batch-norm layers learn only their shift (``affine_scale=False``)
+and use a fast-moving running average, since a speedrun is only a few hundred steps long.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..registry import MODELS
+
+
+def _bn(c: int, affine_scale: bool, momentum: float) -> nn.BatchNorm2d:
+    bn = nn.BatchNorm2d(c, momentum=momentum, eps=1e-12)
+    if not affine_scale:
+        bn.weight.requires_grad_(False)  # stays 1: only the shift is learned
+    return bn
+
+
+class ConvGroup(nn.Module):
+    def __init__(self, cin: int, cout: int, affine_scale: bool, momentum: float):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, padding=1, bias=False)
+        self.pool = nn.MaxPool2d(2)
+        self.bn1 = _bn(cout, affine_scale, momentum)
+        self.conv2 = nn.Conv2d(cout, cout, 3, padding=1, bias=False)
+        self.bn2 = _bn(cout, affine_scale, momentum)
+        self.act = nn.GELU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # [B, cin, H, W] -> [B, cout, H/2, W/2]
+        x = self.act(self.bn1(self.pool(self.conv1(x))))
+        return self.act(self.bn2(self.conv2(x)))
+
+
+@MODELS.register("speednet")
+class SpeedNet(nn.Module):
+    def __init__(self, num_classes: int = 10, in_channels: int = 3, widths: tuple = (32, 128, 128),
+                 stem_width: int = 24, head_scale: float = 1 / 9, affine_scale: bool = False,
+                 bn_momentum: float = 0.6):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(in_channels, stem_width, 2, bias=True), nn.GELU())  # [B, s, H-1, W-1]
+        groups, c = [], stem_width
+        for w in widths:
+            groups.append(ConvGroup(c, w, affine_scale, bn_momentum))
+            c = w
+        self.groups = nn.Sequential(*groups)            # [B, widths[-1], ~H/8, ~W/8]
+        self.pool = nn.AdaptiveMaxPool2d(1)
+        self.head = nn.Linear(c, num_classes, bias=False)
+        self.head_scale = head_scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # [B, C, H, W] -> [B, num_classes]
+        return self.head(self.pool(self.groups(self.stem(x))).flatten(1)) * self.head_scale

@@ -1,0 +1,104 @@
+"""Speed records: test-time flip averaging, the speedrun driver and its reference baselines."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from torch import nn
+
+from conftest import SHARED
+from trainlab.config import TaskConfig
+from trainlab.registry import TASKS
+from trainlab.speedrun import TARGETS, Target, format_summary, recipe_path, speedrun
+from trainlab.speedrun.reference import run_reference
+
+MNIST = SHARED / "mnist"
+needs_mnist = pytest.mark.skipif(not MNIST.exists(), reason=f"real MNIST not found at {MNIST}")
+
+
+def test_flip_tta_averages_the_logits_of_image_and_mirror():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(2 * 3 * 4, 5))
+    x, y = torch.randn(6, 2, 3, 4), torch.randint(0, 5, (6,))
+    plain = TASKS.create("classification", TaskConfig(), 5)
+    tta = TASKS.create("classification", TaskConfig(tta="flip"), 5)
+    out = tta.step(model, {"inputs": x, "targets": y}, train=False)["outputs"]
+    assert torch.allclose(out, (model(x) + model(x.flip(-1))) / 2)
+    assert not torch.allclose(out, model(x))
+    # training never sees the mirror through TTA (augmentation is the data's job)
+    assert torch.allclose(tta.step(model, {"inputs": x, "targets": y}, train=True)["outputs"],
+                          plain.step(model, {"inputs": x, "targets": y}, train=True)["outputs"])
+
+
+def test_every_target_names_an_existing_recipe_with_its_metric():
+    from trainlab import config
+
+    for name, target in TARGETS.items():
+        cfg = config.load(recipe_path(target))
+        if cfg.task.name == "classification":  # no split is carved out of the training data
+            assert cfg.data.valid_fraction == 0.0, name
+        # honest measurement: the speed recipes never evaluate the test split during training
+        assert not cfg.train.eval_test, name
+        assert target.met(target.goal) and not target.met(target.goal * (0.9 if target.mode == "max" else 1.1))
+
+
+def _summary(baseline: dict) -> dict:
+    run = {"seed": 0, "acc1": 0.99, "fit_s": 12.0, "first_step_s": 0.5, "data_s": 2.0, "met": True}
+    return {"target": "mnist", "metric": "acc1", "goal": 0.99, "budget_s": 15, "mode": "max",
+            "recipe": "recipes/speed-mnist.yaml", "overrides": [], "runs": [run, {**run, "seed": 1, "acc1": 0.989}],
+            "metric_stats": {"mean": 0.9895, "std": 0.0007, "min": 0.989, "max": 0.99},
+            "fit_s_stats": {"mean": 12.0, "std": 0.0}, "data_s_stats": {"mean": 2.0}, "met": 1,
+            "hardware": {"cpu": "cpu", "threads": 2, "torch": "2", "trainlab": "0", "cuda": None},
+            "reference": baseline}
+
+
+def test_summary_states_the_comparison_for_each_baseline_mode():
+    same = {"mode": "same-time", "describe": "ref", "train_s": 12.0, "steps": 100, "epochs_completed": 0,
+            "metric": 0.958, "reached_goal_s": None}
+    text = format_summary(_summary(same))
+    assert "1/2 runs" in text and "0.9895 ± 0.0007" in text
+    assert "error-rate ratio reference / trainlab: 4.00x" in text
+    reached = {**same, "mode": "to-target", "reached_goal_s": 120.0, "metric": 0.991, "epochs_completed": 3}
+    assert "time-to-target ratio 10.00x" in format_summary(_summary(reached))
+    missed = {**same, "mode": "to-target", "train_s": 60.0}
+    assert "did not reach 0.99 in 60 s" in format_summary(_summary(missed))
+
+
+@needs_mnist
+def test_speedrun_runs_the_recipe_per_seed_and_writes_the_summary(tmp_path):
+    out = tmp_path / "sr"
+    summary = speedrun("mnist", runs=2, overrides=(f"data.root={MNIST}", "train.max_steps=6"), out=out,
+                       baseline="none")
+    assert [r["seed"] for r in summary["runs"]] == [0, 1]
+    for r in summary["runs"]:
+        assert 0 <= r["acc1"] <= 1 and r["fit_s"] > 0 and r["data_s"] > 0 and r["first_step_s"] > 0
+        timing = json.loads((out / f"seed{r['seed']}" / "timing.json").read_text())
+        assert timing["fit_s"] == r["fit_s"]
+    assert summary["runs"][0]["acc1"] != summary["runs"][1]["acc1"]  # different seeds, different runs
+    saved = json.loads((out / "speedrun.json").read_text())
+    assert saved["metric_stats"]["mean"] == pytest.approx(sum(r["acc1"] for r in saved["runs"]) / 2)
+    assert "speedrun mnist" in (out / "speedrun.md").read_text()
+
+
+def test_unknown_target_is_a_clear_error():
+    from trainlab.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="unknown speedrun 'cifar100'"):
+        speedrun("cifar100")
+
+
+@needs_mnist
+@pytest.mark.slow
+def test_reference_mnist_baseline_trains_for_its_budget():
+    ref = run_reference("mnist", MNIST, seconds=3)
+    assert ref["steps"] > 0 and 0.1 < ref["metric"] <= 1 and ref["train_s"] >= 3
+
+
+def test_reference_baseline_names_missing_files(tmp_path):
+    from trainlab.errors import DataError
+
+    with pytest.raises(DataError, match="ptb.train.txt"):
+        run_reference("ptb", tmp_path, seconds=1)
+    assert Target("x", "acc1", 0.5, 1, "mnist").met(0.6)
