@@ -148,7 +148,30 @@ def bad_inputs(work: Path) -> list[tuple[str, str, bool]]:
                             "train": {"resume": str(good.last_checkpoint), "epochs": 2}})
     (work / "other.yaml").write_text(other)
     expect("checkpoint from another model", lambda: trainlab.train(work / "other.yaml"), "does not match the model")
+    video_cases(work, base, expect)
     return cases
+
+
+def video_cases(work: Path, base: dict, expect) -> None:
+    """A corrupt clip and a too-short clip (data.on_bad_image=error), and a split list naming a missing clip."""
+    import numpy as np
+
+    from trainlab.data.moving_digits import make_moving_digits, write_video
+
+    root = work / "clips"
+    make_moving_digits(root, train_per_class=2, test_per_class=1, frames=8)
+    video = {**base, "data": {"name": "ucf101", "root": str(root), "size": 64, "channels": 1, "frames": 6,
+                              "cache_frames": 8, "on_bad_image": "error", "cache": False},
+             "model": {"name": "cnn_lstm"}, "task": {"name": "video"}}
+    lists = (root / "trainlist01.txt").read_text()
+    (root / "up" / "bad.avi").write_bytes(b"RIFF\0\0\0\0AVI not a video")
+    (root / "trainlist01.txt").write_text(lists + "up/bad.avi 4\n")
+    expect("corrupt video file", lambda: trainlab.train(video), "bad.avi")
+    write_video(root / "up" / "short.avi", np.zeros((3, 64, 64), np.uint8))
+    (root / "trainlist01.txt").write_text(lists + "up/short.avi 4\n")
+    expect("clip shorter than data.frames", lambda: trainlab.train(video), "short.avi")
+    (root / "trainlist01.txt").write_text(lists + "up/gone.avi 4\n")
+    expect("split list names a missing clip", lambda: trainlab.train(video), "gone.avi")
 
 
 def main() -> int:

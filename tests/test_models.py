@@ -15,9 +15,10 @@ SLOW = {"resnet34", "resnet50", "resnet101", "resnet152", "vgg11", "vgg11_bn", "
         "vgg19", "vgg19_bn", "vit_b_16"}
 
 
-# language models (they take a vocab_size) are checked on token ids in test_lm.py
+# language models (they take a vocab_size) are checked on token ids in test_lm.py, clip models in test_video.py
 IMAGE_MODELS = [n for n in registry.MODELS.names()
-                if "vocab_size" not in inspect.signature(registry.MODELS.get(n)).parameters]
+                if "vocab_size" not in inspect.signature(registry.MODELS.get(n)).parameters
+                and not getattr(registry.MODELS.get(n), "takes_clips", False)]
 
 
 def _cases():

@@ -79,10 +79,10 @@ def cmd_eval(args) -> int:
 
 def cmd_predict(args) -> int:
     from . import api
-    from .inference import list_images, predict_files, write_predictions_csv
+    from .inference import list_inputs, predict_files, write_predictions_csv
 
     model = api.load(args.checkpoint, device=args.device)
-    rows = predict_files(model, list_images(args.inputs), topk=args.topk)
+    rows = predict_files(model, list_inputs(model, args.inputs), topk=args.topk)
     for r in rows:
         print(f"{r['path']}: " + ", ".join(f"{name} {p:.3f}" for name, p in r["top"]))
     out = write_predictions_csv(rows, args.out or "predictions.csv")
@@ -195,7 +195,14 @@ def cmd_diff(args) -> int:
 def cmd_prepare(args) -> int:
     from .data import prepare
 
-    if args.what == "tiny-imagenet":
+    if args.what == "moving-digits":
+        from .data.moving_digits import make_moving_digits
+
+        dst = args.src  # `trainlab prepare moving-digits DST`: the one folder is the output
+        counts = make_moving_digits(dst, mnist=args.mnist, seed=args.seed, train_per_class=args.train_per_class,
+                                    test_per_class=args.test_per_class, frames=args.frames, digits=args.digits,
+                                    classes=args.classes, codec=args.codec)
+    elif args.what == "tiny-imagenet":
         dst = args.dst or str(args.src).rstrip("/") + "-folders"
         counts = prepare.prepare_tiny_imagenet(args.src, dst, mode=args.mode or "link")
     elif args.what == "catsdogs":
@@ -262,9 +269,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--json", action="store_true", help="print the full JSON result")
     e.set_defaults(func=cmd_eval)
 
-    pr = sub.add_parser("predict", help="top-k classes for an image file or a folder of images")
+    pr = sub.add_parser("predict", help="top-k classes for an image or video file, or a folder of them")
     pr.add_argument("checkpoint")
-    pr.add_argument("inputs", help="image file or folder")
+    pr.add_argument("inputs", help="image file, video file (or frame folder), or a folder of them")
     pr.add_argument("--topk", type=int, default=5)
     pr.add_argument("--out", help="CSV file (default: predictions.csv)")
     pr.add_argument("--device", default="cpu")
@@ -333,12 +340,21 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--sheet", type=int, default=48, help="disagreements shown on the contact sheet")
     d.set_defaults(func=cmd_diff)
 
-    pp = sub.add_parser("prepare", help="class-folder copies of tiny-imagenet / catsdogs, or extract an archive safely")
-    pp.add_argument("what", choices=["tiny-imagenet", "catsdogs", "extract"])
-    pp.add_argument("src", help="the original dataset folder (never modified) or archive")
+    pp = sub.add_parser("prepare", help="class-folder copies of tiny-imagenet / catsdogs, extract an archive "
+                                        "safely, or generate the moving-digits video dataset")
+    pp.add_argument("what", choices=["tiny-imagenet", "catsdogs", "extract", "moving-digits"])
+    pp.add_argument("src", help="the original dataset folder (never modified) or archive; moving-digits: DST")
     pp.add_argument("dst", nargs="?", help="output folder")
     pp.add_argument("--mode", choices=["link", "symlink", "copy"], default=None,
                     help="hard links (default for tiny-imagenet), symlinks or copies (default for catsdogs)")
+    md = pp.add_argument_group("moving-digits")
+    md.add_argument("--mnist", default=None, help="MNIST IDX folder (default: the 5,000 embedded digits)")
+    for flag, default in (("--seed", 0), ("--train-per-class", 300), ("--test-per-class", 100), ("--frames", 20)):
+        md.add_argument(flag, type=int, default=default)
+    md.add_argument("--digits", type=int, default=1, choices=[1, 2], help="digits per clip")
+    md.add_argument("--classes", default="direction", choices=["direction", "direction_digit"])
+    md.add_argument("--codec", default="ffv1", choices=["ffv1", "mpeg4", "libx264"],
+                    help="ffv1: lossless .avi (default); mpeg4: lossy .avi like UCF101; libx264: .mp4")
     pp.set_defaults(func=cmd_prepare)
 
     sr = sub.add_parser("speedrun", help="time-to-accuracy of a speed recipe over N seeds, against the reference "

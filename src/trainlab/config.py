@@ -49,7 +49,12 @@ class DataConfig:
     resize: Literal["crop", "stretch"] = _f("crop", "image files: keep aspect and centre-crop, or stretch")
     layout: Literal["auto", "class_folders", "filename_prefix"] = _f("auto", "image files: how labels are stored")
     split_dirs: dict = _f({}, "image files: split -> folder under root (default: train/val/test names found)")
-    on_bad_image: Literal["skip", "error"] = _f("skip", "unreadable image: skip it with a warning, or stop")
+    on_bad_image: Literal["skip", "error"] = _f("skip", "unreadable image or clip, or a clip shorter than data.frames: "
+                                                          "skip it with a warning, or stop")
+    frames: int = _f(16, "video: frames sampled per clip (uniform segments; random offsets in training)")
+    cache_frames: int = _f(32, "video: frames kept per clip in the decoded cache (longer clips subsampled evenly)")
+    split_id: int = _f(1, "video: which trainlistNN.txt / testlistNN.txt pair to use (UCF101 ships 1-3)")
+    split_lists: Optional[str] = _f(None, "video: folder of the split lists (default: data.root, then ucfTrainTestlist)")
     cache: bool = _f(True, "decode image files once into a memory-mapped uint8 cache")
     cache_dir: Optional[str] = _f(None, "cache folder (default: $TRAINLAB_CACHE or ~/.cache/trainlab)")
     cache_max_gb: float = _f(16.0, "larger decoded datasets are read by a DataLoader with workers instead")
@@ -324,6 +329,10 @@ def validate(cfg: Config) -> None:
         (cfg.data.channels in (None, 1, 3), "data.channels", cfg.data.channels, "must be 1 or 3"),
         (len(cfg.data.rrc_scale) == 2 and 0 < cfg.data.rrc_scale[0] <= cfg.data.rrc_scale[1] <= 1,
          "data.rrc_scale", cfg.data.rrc_scale, "must be [low, high] within (0, 1]"),
+        (cfg.data.frames >= 1, "data.frames", cfg.data.frames, "must be >= 1"),
+        (cfg.data.cache_frames >= cfg.data.frames, "data.cache_frames", cfg.data.cache_frames,
+         f"must be >= data.frames ({cfg.data.frames})"),
+        (cfg.data.split_id >= 1, "data.split_id", cfg.data.split_id, "must be >= 1"),
         (cfg.data.bptt >= 1, "data.bptt", cfg.data.bptt, "must be >= 1"),
         (cfg.data.min_freq >= 1, "data.min_freq", cfg.data.min_freq, "must be >= 1"),
         (cfg.data.vocab_size is None or cfg.data.vocab_size >= 2, "data.vocab_size", cfg.data.vocab_size,

@@ -1,6 +1,6 @@
 """Datasets and loaders. Importing this package registers the built-in datasets."""
 
-from . import embedded, image_datasets, mnist, text  # noqa: F401  (registration)
+from . import embedded, image_datasets, mnist, text, video  # noqa: F401  (registration)
 from .base import DataBundle, ImageSet, RawImages, build_data
 from .loaders import BatchTransform, DatasetLoader, TensorLoader
 from .text import TextBundle, TextCorpus

@@ -150,7 +150,7 @@ def channel_stats(images: torch.Tensor, chunk: int = 8192) -> tuple[list[float],
 
 
 def sample_shape(s) -> tuple[int, ...]:
-    """(C, H, W) of an in-memory ImageSet or a file-backed split."""
+    """(C, H, W) of an in-memory ImageSet or a file-backed split; (T, C, H, W) of a ClipSet."""
     return tuple(s.images.shape[1:]) if isinstance(s, ImageSet) else tuple(s.shape)
 
 
@@ -207,4 +207,5 @@ def _image_bundle(cfg: DataConfig, raw: RawImages) -> DataBundle:
     else:
         c = sample_shape(splits["train"])[0]
         mean, std = [0.0] * c, [1.0] * c
-    return DataBundle(splits, list(raw.class_names), shapes.pop(), mean, std, indices, raw.source)
+    bundle_cls = getattr(raw, "bundle_cls", DataBundle)  # clips: VideoBundle (data/video.py)
+    return bundle_cls(splits, list(raw.class_names), shapes.pop(), mean, std, indices, raw.source)

@@ -5,6 +5,10 @@ The cache key hashes the file list, each file's size and mtime, and the decode s
 another size, builds a new cache. Files are decoded in parallel worker processes. Images
 that cannot be decoded are skipped with one warning naming each file (or are an error with
 ``data.on_bad_image=error``); the skip list is kept with the cache so a cached run warns too.
+
+The mechanism is generic over what a file decodes to: ``settings.decode(path)`` gives one array
+per file. Video clips (``data/video_decode.py``) decode to a variable number of frames
+(``settings.ragged``); the cache pads them to the longest and keeps each clip's length.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import logging
 import multiprocessing as mp
 import os
 from pathlib import Path
-from typing import Optional
+from typing import NamedTuple, Optional
 
 import numpy as np
 import torch
@@ -30,11 +34,17 @@ CACHE_VERSION = 1
 class DecodeSettings:
     """How files become arrays: target (H, W) or None for native size, channels, resize mode."""
 
+    ragged = False  # True: arrays differ in their first dimension (clip lengths); padded in the cache
+    what = "image"  # for messages
+
     def __init__(self, size: Optional[tuple[int, int]], channels: int, resize: str):
         self.size, self.channels, self.resize = size, channels, resize
 
     def key(self) -> dict:
         return {"size": self.size, "channels": self.channels, "resize": self.resize, "v": CACHE_VERSION}
+
+    def decode(self, path: Path) -> np.ndarray:
+        return decode_image(path, self)
 
 
 def decode_image(path: Path, s: DecodeSettings) -> np.ndarray:
@@ -43,12 +53,17 @@ def decode_image(path: Path, s: DecodeSettings) -> np.ndarray:
 
     try:
         with Image.open(path) as im:
-            im = im.convert("L" if s.channels == 1 else "RGB")
-            if s.size is not None and im.size != (s.size[1], s.size[0]):
-                im = _resize(im, s.size, s.resize)
-            arr = np.asarray(im, dtype=np.uint8)
+            return image_array(im, s)
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
         raise DataError(f"{path}: cannot decode image ({type(e).__name__}: {e})") from None
+
+
+def image_array(im, s: DecodeSettings) -> np.ndarray:
+    """A PIL image (a file's, or a video frame's) -> uint8 [C, H, W] with the settings' channels and size."""
+    im = im.convert("L" if s.channels == 1 else "RGB")
+    if s.size is not None and im.size != (s.size[1], s.size[0]):
+        im = _resize(im, s.size, s.resize)
+    arr = np.asarray(im, dtype=np.uint8)
     return np.array(arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1))  # a writable, contiguous copy
 
 
@@ -69,7 +84,7 @@ def _resize(im, size: tuple[int, int], mode: str):
 def _decode_safe(args):
     path, settings = args
     try:
-        return decode_image(path, settings), None
+        return settings.decode(path), None
     except DataError as e:
         return None, str(e)
 
@@ -77,9 +92,18 @@ def _decode_safe(args):
 def cache_key(files: FileList, s: DecodeSettings) -> str:
     h = hashlib.sha1(json.dumps(s.key(), sort_keys=True).encode())
     for p, y in zip(files.paths, files.labels):
-        st = os.stat(p)
-        h.update(f"{p}\0{st.st_size}\0{st.st_mtime_ns}\0{y}\n".encode())
+        h.update(f"{p}\0{_signature(p)}\0{y}\n".encode())
     return h.hexdigest()[:20]
+
+
+def _signature(p: Path) -> str:
+    """Size and mtime of a file; of every file in a folder (a frame-folder clip: editing one frame
+    does not change the folder's own mtime)."""
+    if not os.path.isdir(p):
+        st = os.stat(p)
+        return f"{st.st_size}\0{st.st_mtime_ns}"
+    entries = sorted(os.scandir(p), key=lambda e: e.name)
+    return "\0".join(f"{e.name}:{e.stat().st_size}:{e.stat().st_mtime_ns}" for e in entries)
 
 
 def cache_dir_default() -> Path:
@@ -88,31 +112,54 @@ def cache_dir_default() -> Path:
     return Path(base)
 
 
+class Decoded(NamedTuple):
+    images: torch.Tensor  # uint8 [N, ...] (memory-mapped when cached); ragged: padded to the longest
+    labels: list
+    paths: list
+    skipped: list
+    lengths: Optional[list]  # ragged only: each item's true first dimension
+
+
 def load_or_decode(files: FileList, s: DecodeSettings, cache_dir: Optional[Path], tag: str,
                    on_bad: str = "skip", workers: Optional[int] = None):
     """-> (images uint8 [N, C, H, W] (memory-mapped when cached), labels, kept paths, skipped)."""
+    return load_or_decode_items(files, s, cache_dir, tag, on_bad, workers)[:4]
+
+
+def load_or_decode_items(files: FileList, s: DecodeSettings, cache_dir: Optional[Path], tag: str,
+                         on_bad: str = "skip", workers: Optional[int] = None) -> Decoded:
     key = cache_key(files, s)
     if cache_dir is not None:
         data, meta = cache_dir / f"{tag}-{key}.u8", cache_dir / f"{tag}-{key}.json"
         if data.is_file() and meta.is_file():
             info = json.loads(meta.read_text(encoding="utf-8"))
-            _report_bad(info["skipped"], on_bad, tag)
-            images = _open_memmap(data, info["shape"])
+            _report_bad(info["skipped"], on_bad, tag, s.what)
             keep = info["kept"]
-            return images, [files.labels[i] for i in keep], [files.paths[i] for i in keep], info["skipped"]
+            return Decoded(_open_memmap(data, info["shape"]), [files.labels[i] for i in keep],
+                           [files.paths[i] for i in keep], info["skipped"], info.get("lengths"))
     arrays, keep, skipped = _decode_all(files, s, workers)
-    _report_bad(skipped, on_bad, tag)
+    _report_bad(skipped, on_bad, tag, s.what)
     if not arrays:
-        raise DataError(f"no image of the {tag} split could be decoded")
+        raise DataError(f"no {s.what} of the {tag} split could be decoded")
+    lengths = [len(a) for a in arrays] if s.ragged else None
+    if s.ragged:
+        arrays = _pad(arrays)
     shapes = {a.shape for a in arrays}
     if len(shapes) > 1:
         examples = {a.shape: files.paths[i].name for a, i in zip(arrays, keep)}
-        raise DataError(f"{tag}: images have different sizes ({', '.join(f'{n} {s[1]}x{s[2]}' for s, n in list(examples.items())[:3])}); "
+        raise DataError(f"{tag}: images have different sizes ({', '.join(f'{n} {s[-2]}x{s[-1]}' for s, n in list(examples.items())[:3])}); "
                         f"set data.size (e.g. data.size=64) to resize them")
     images = torch.from_numpy(np.stack(arrays))
     if cache_dir is not None:
-        _write_cache(images, keep, skipped, data, meta)
-    return images, [files.labels[i] for i in keep], [files.paths[i] for i in keep], skipped
+        _write_cache(images, keep, skipped, lengths, data, meta)
+    return Decoded(images, [files.labels[i] for i in keep], [files.paths[i] for i in keep], skipped, lengths)
+
+
+def _pad(arrays: list[np.ndarray]) -> list[np.ndarray]:
+    """Zero-pad the first dimension to the longest; the lengths say what is real."""
+    n = max(len(a) for a in arrays)
+    return [a if len(a) == n else np.concatenate([a, np.zeros((n - len(a), *a.shape[1:]), a.dtype)])
+            for a in arrays]
 
 
 def _decode_all(files: FileList, s: DecodeSettings, workers: Optional[int]):
@@ -133,12 +180,12 @@ def _decode_all(files: FileList, s: DecodeSettings, workers: Optional[int]):
     return arrays, keep, skipped
 
 
-def _report_bad(skipped: list[str], on_bad: str, tag: str) -> None:
+def _report_bad(skipped: list[str], on_bad: str, tag: str, what: str = "image") -> None:
     if not skipped:
         return
     if on_bad == "error":
         raise DataError(f"{skipped[0]} (data.on_bad_image=error; {len(skipped)} bad file(s) in the {tag} split)")
-    LOG.warning("skipped %d unreadable image(s) in the %s split:\n  %s", len(skipped), tag, "\n  ".join(skipped))
+    LOG.warning("skipped %d unreadable %s(s) in the %s split:\n  %s", len(skipped), what, tag, "\n  ".join(skipped))
 
 
 def _open_memmap(path: Path, shape) -> torch.Tensor:
@@ -146,14 +193,15 @@ def _open_memmap(path: Path, shape) -> torch.Tensor:
     return torch.from_numpy(arr)
 
 
-def _write_cache(images: torch.Tensor, keep, skipped, data: Path, meta: Path) -> None:
+def _write_cache(images: torch.Tensor, keep, skipped, lengths, data: Path, meta: Path) -> None:
     try:
         data.parent.mkdir(parents=True, exist_ok=True)
         tmp = data.with_suffix(f".tmp{os.getpid()}")
         images.numpy().tofile(tmp)
         os.replace(tmp, data)
         meta_tmp = meta.with_suffix(f".tmp{os.getpid()}")
-        meta_tmp.write_text(json.dumps({"shape": list(images.shape), "kept": keep, "skipped": skipped}),
+        meta_tmp.write_text(json.dumps({"shape": list(images.shape), "kept": keep, "skipped": skipped,
+                                        "lengths": lengths}),
                             encoding="utf-8")
         os.replace(meta_tmp, meta)
     except OSError as e:  # a read-only or full cache folder costs speed next time, never the run

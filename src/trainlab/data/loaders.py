@@ -151,8 +151,12 @@ class TensorLoader(_Batches):
             if len(batches[b]) == 0:
                 continue
             dev_idx = on_device[ends[b] - len(batches[b]):ends[b]]
-            x = self.transform(self.images[dev_idx], train=self.shuffle, gen=self.batch_generator(epoch, b))
+            x = self.inputs(dev_idx, self.batch_generator(epoch, b))
             yield {"inputs": x, "targets": self.labels[dev_idx], "index": batches[b]}
+
+    def inputs(self, idx: torch.Tensor, gen: Optional[torch.Generator]) -> torch.Tensor:
+        """The batch's model inputs from its sample indices (on the device); subclasses pick frames."""
+        return self.transform(self.images[idx], train=self.shuffle, gen=gen)
 
 
 class _EpochBatches:

@@ -18,7 +18,7 @@ from torch import nn
 from ..config import ModelConfig
 from ..errors import ConfigError
 from ..registry import MODELS
-from . import cifar_resnet, convnet, lenet, mlp, rnn_lm, small, speednet, transformer_lm, zoo  # noqa: F401  (registration)
+from . import cifar_resnet, convnet, lenet, mlp, rnn_lm, small, speednet, transformer_lm, video, zoo  # noqa: F401,E501
 
 
 def import_class(class_path: str, search_dirs=()) -> type:
@@ -71,6 +71,8 @@ def build_model(cfg: ModelConfig, num_classes: int | None = None, input_shape=No
     if num_classes is not None:
         inferred["num_classes"] = num_classes
     if input_shape is not None:
+        if len(input_shape) == 4:  # a clip's (T, C, H, W): the model is built for its frames
+            input_shape = tuple(input_shape)[1:]
         inferred["in_channels"] = input_shape[0]
         inferred["input_size"] = tuple(input_shape[1:])
     if "input_size" in inferred:

@@ -5,6 +5,8 @@ ImageNet weights saved with torch.save), read with weights_only=True. Only the c
 (the last nn.Linear) may differ in shape; any other mismatch is an error that names the keys.
 ``model.freeze=backbone`` trains only the head; ``freeze=layer1,layer2`` freezes those prefixes.
 Frozen batch-norm layers become FrozenBatchNorm2d, so their statistics do not drift either.
+A model with a ``finetune_target`` (cnn_lstm: ``encoder``) takes an image checkpoint into that
+part, and ``freeze=backbone`` freezes that part's backbone (all of it but its last linear layer).
 """
 
 from __future__ import annotations
@@ -35,6 +37,9 @@ def read_state_dict(path: str | Path) -> dict:
 def load_weights(model: nn.Module, path: str | Path) -> list[str]:
     """Load everything that matches; the head may differ. Returns the keys left as initialised."""
     state = read_state_dict(path)
+    target = getattr(model, "finetune_target", None)
+    if target and not any(k.startswith(target + ".") for k in state):  # an image checkpoint for the encoder
+        model = model.get_submodule(target)
     own = model.state_dict()
     head_name, _ = head(model)
     skipped, bad = [], []
@@ -62,6 +67,8 @@ def freeze(model: nn.Module, spec: str) -> int:
     """Freeze by spec; returns the number of frozen parameters."""
     if spec in ("", "none"):
         return 0
+    if spec == "backbone" and getattr(model, "finetune_target", None):
+        return freeze(model.get_submodule(model.finetune_target), spec)
     if spec == "backbone":
         head_name, _ = head(model)
         prefixes = [n for n, _ in model.named_children() if not head_name.startswith(n)]

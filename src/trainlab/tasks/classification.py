@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import TaskConfig
+from ..errors import DataError
 from ..registry import TASKS
 
 
@@ -86,12 +87,30 @@ class ClassificationTask:
 
     def step(self, model: nn.Module, batch: dict, train: bool) -> dict:
         x = batch["inputs"]
-        logits = model(x)  # [B, num_classes]
+        logits = self.logits(model, x)  # [B, num_classes]
         if not train and self.tta == "flip":  # the mean of the image's and its mirror's logits
-            logits = (logits + model(x.flip(-1))) / 2
+            logits = (logits + self.logits(model, x.flip(-1))) / 2
         smoothing = self.label_smoothing if train else 0.0
         loss = F.cross_entropy(logits.float(), batch["targets"], label_smoothing=smoothing)
         return {"loss": loss, "outputs": logits}
 
+    def logits(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        return model(x)
+
     def meter(self, keep_predictions: bool = False) -> ClassificationMeter:
         return ClassificationMeter(self.num_classes, keep_predictions)
+
+
+@TASKS.register("video")
+class VideoClassificationTask(ClassificationTask):
+    """Clips [B, T, C, H, W]: a clip model (cnn_lstm, r3d_18) takes them whole; an image model sees every
+    frame (time folded into the batch) and its logits are averaged over the frames."""
+
+    def logits(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 5:
+            raise DataError(f"task 'video' needs clips [B, T, C, H, W], got inputs of shape {tuple(x.shape)}; "
+                            f"use a video dataset (videofolder, ucf101) or task.name=classification")
+        if getattr(model, "takes_clips", False):
+            return model(x)
+        b, t = x.shape[:2]
+        return model(x.flatten(0, 1)).view(b, t, -1).mean(1)  # [B*T, C, H, W] -> [B, T, classes] -> [B, classes]
