@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import statistics
 import time
 from dataclasses import asdict, dataclass
@@ -59,6 +60,14 @@ def recipe_path(target: Target) -> Path:
     raise ConfigError(f"recipe {target.recipe} not found in ./recipes or {REPO / 'recipes'}")
 
 
+def _load() -> list | None:
+    """1/5/15-minute load averages: on a shared machine they say how far to trust a timing."""
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except (AttributeError, OSError):
+        return None
+
+
 def _stats(values: list[float]) -> dict:
     return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
             "min": min(values), "max": max(values)}
@@ -80,6 +89,7 @@ def speedrun(name: str, runs: int = 1, overrides: tuple = (), out: Optional[str 
     out = Path(out) if out else Path("runs") / "speedrun" / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
     if out.exists() and any(out.iterdir()):
         raise ConfigError(f"--out {out} already holds runs; a speedrun starts from scratch, choose another folder")
+    load_before = _load()
     default_threads = torch.get_num_threads()  # the baseline runs on torch's default, as its script does
     results = []
     for seed in range(first_seed, first_seed + runs):
@@ -100,7 +110,8 @@ def speedrun(name: str, runs: int = 1, overrides: tuple = (), out: Optional[str 
         "data_s_stats": _stats([r["data_s"] for r in results]),
         "met": sum(r["met"] for r in results),
         "hardware": {"cpu": cpu_model(), "threads": torch.get_num_threads(), "torch": torch.__version__,
-                     "trainlab": __version__, "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None},
+                     "trainlab": __version__, "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+                     "load_before": load_before, "load_after_runs": _load()},
     }
     if baseline != "none":
         seconds = baseline_seconds or summary["fit_s_stats"]["mean"]
@@ -124,7 +135,8 @@ def format_summary(s: dict) -> str:
     lines = [f"# speedrun {s['target']}: test {m} {better} {s['goal']} within {s['budget_s']:g} s of training",
              "", f"recipe {s['recipe']} {' '.join(s['overrides'])}".rstrip(),
              f"hardware: {hw['cpu']}{', ' + hw['cuda'] if hw['cuda'] else ''}; {hw['threads']} threads; "
-             f"torch {hw['torch']}; trainlab {hw['trainlab']}", "",
+             f"torch {hw['torch']}; trainlab {hw['trainlab']}; load average before {hw.get('load_before')}, "
+             f"after the runs {hw.get('load_after_runs')}", "",
              f"| seed | test {m} | train s (first step to final test) | of which first step s | data s |",
              "|---|---|---|---|---|"]
     for r in s["runs"]:
