@@ -84,6 +84,8 @@ def speedrun(name: str, runs: int = 1, overrides: tuple = (), out: Optional[str 
         raise ConfigError(f"unknown speedrun '{name}'; choose from {', '.join(TARGETS)}")
     if baseline not in ("same-time", "to-target", "none"):
         raise ConfigError(f"--baseline {baseline!r}: choose same-time, to-target or none")
+    if runs < 1:
+        raise ConfigError(f"--runs {runs}: a speedrun needs at least one run")
     target = TARGETS[name]
     recipe = recipe_path(target)
     out = Path(out) if out else Path("runs") / "speedrun" / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
