@@ -11,8 +11,6 @@ this one process, alternating, so machine noise hits both. Prints samples/s and 
 from __future__ import annotations
 
 import argparse
-import gzip
-import shutil
 import sys
 import tempfile
 import time
@@ -26,21 +24,15 @@ from trainlab import config as config_mod
 from trainlab.api import make_loaders
 from trainlab.data import build_data
 from trainlab.models import build_model
+from trainlab.speedrun.reference import torchvision_mnist
 
 REPO = Path(__file__).resolve().parent.parent
 
 
 def reference_loader(root: Path, batch_size: int, workdir: Path, workers: int):
-    from torchvision import datasets, transforms
-
-    raw = workdir / "MNIST" / "raw"
-    raw.mkdir(parents=True, exist_ok=True)
-    for gz in root.glob("*-ubyte.gz"):  # torchvision reads the unpacked files from MNIST/raw
-        with gzip.open(gz) as src, open(raw / gz.name[:-3], "wb") as dst:
-            shutil.copyfileobj(src, dst)
-    tf = transforms.Compose([transforms.ToTensor(), transforms.Normalize((0.1307,), (0.3081,))])
-    ds = datasets.MNIST(str(workdir), train=True, download=False, transform=tf)
-    return torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=True, num_workers=workers)
+    """pytorch/examples' MNIST input pipeline (torchvision dataset, per-sample transforms, DataLoader)."""
+    return torch.utils.data.DataLoader(torchvision_mnist(root, workdir, train=True), batch_size=batch_size,
+                                       shuffle=True, num_workers=workers)
 
 
 def timed_steps(model, opt, batches, steps: int) -> float:

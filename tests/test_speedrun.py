@@ -103,3 +103,15 @@ def test_reference_baseline_names_missing_files(tmp_path):
     with pytest.raises(DataError, match="ptb.train.txt"):
         run_reference("ptb", tmp_path, seconds=1)
     assert Target("x", "acc1", 0.5, 1, "mnist").met(0.6)
+
+
+def test_reference_driver_stops_at_the_goal_after_a_full_epoch(tmp_path):
+    words = "the cat sat on the mat and the dog ate the hat".split()
+    for split, n in (("train", 400), ("valid", 60), ("test", 60)):
+        lines = [" ".join(words[(i * 3) % len(words):] + words[:(i * 3) % len(words)]) for i in range(n)]
+        (tmp_path / f"ptb.{split}.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    ref = run_reference("ptb", tmp_path, goal=1e9, mode="min", max_seconds=120)
+    # to-target: the test metric is read after each full epoch, the first one already meets 1e9
+    assert ref["epochs_completed"] == 1 and ref["reached_goal_s"] is not None
+    assert ref["steps"] == -(-(sum(1 for _ in open(tmp_path / "ptb.train.txt")) * 13 // 20 - 1) // 35)
+    assert 1 < ref["metric"] < 1e9

@@ -110,16 +110,13 @@ def repackage_hidden(h):
     return tuple(repackage_hidden(v) for v in h)
 
 
-def train_batches(model, train_data, n_batches, batch_size, bptt, lr=20.0, clip=0.25):
-    """main.py's train(), stopped after ``n_batches``; returns the mean loss."""
+def train_steps(model, train_data, batch_size, bptt, lr, clip=0.25):
+    """main.py's train() loop, one yield (the batch loss) per step; ``lr`` is a callable so a
+    caller can anneal it between epochs as main.py does."""
     criterion = nn.NLLLoss()
     model.train()
-    total_loss = 0.0
-    ntokens = model.ntoken
     hidden = model.init_hidden(batch_size)
-    for batch, i in enumerate(range(0, train_data.size(0) - 1, bptt)):
-        if batch == n_batches:
-            break
+    for i in range(0, train_data.size(0) - 1, bptt):
         data, targets = get_batch(train_data, i, bptt)
         model.zero_grad()
         hidden = repackage_hidden(hidden)
@@ -128,10 +125,15 @@ def train_batches(model, train_data, n_batches, batch_size, bptt, lr=20.0, clip=
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
         for p in model.parameters():
-            p.data.add_(p.grad, alpha=-lr)
-        total_loss += loss.item()
-    return total_loss / n_batches, ntokens
+            p.data.add_(p.grad, alpha=-lr())
+        yield loss.item()  # main.py reads the loss every batch
 
+
+def train_batches(model, train_data, n_batches, batch_size, bptt, lr=20.0, clip=0.25):
+    """main.py's train(), stopped after ``n_batches``; returns (mean loss, vocabulary size)."""
+    losses = [loss for _, loss in zip(range(n_batches), train_steps(model, train_data, batch_size, bptt,
+                                                                    lambda: lr, clip))]
+    return sum(losses) / n_batches, model.ntoken
 
 def evaluate(model, data_source, batch_size, bptt):
     """main.py's evaluate(): mean NLL over the split (batchified with ``batch_size``)."""

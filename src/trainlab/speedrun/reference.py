@@ -93,13 +93,12 @@ def _accuracy(model: nn.Module, loader) -> float:
 
 def _classifier_epoch(model, opt, loader, loss_fn) -> Iterator[None]:
     model.train()
-    running = 0.0
     for x, y in loader:
         opt.zero_grad()
         loss = loss_fn(model(x), y)
         loss.backward()
         opt.step()
-        running += loss.item()  # the reference scripts read the loss every batch
+        loss.item()  # the reference scripts read the loss every batch (a sync on a GPU)
         yield
 
 
@@ -168,19 +167,7 @@ def ptb_baseline(root: Path, workdir: Path) -> Baseline:
     state = {"lr": 20.0, "best": None}
 
     def epoch_steps(epoch: int) -> Iterator[None]:
-        model.train()
-        hidden = model.init_hidden(bsz)
-        for i in range(0, train.size(0) - 1, bptt):
-            data, targets = ref.get_batch(train, i, bptt)
-            model.zero_grad()
-            hidden = ref.repackage_hidden(hidden)
-            output, hidden = model(data, hidden)
-            loss = F.nll_loss(output, targets)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 0.25)
-            for p in model.parameters():
-                p.data.add_(p.grad, alpha=-state["lr"])
-            loss.item()
+        for _ in ref.train_steps(model, train, bsz, bptt, lambda: state["lr"], clip=0.25):
             yield
 
     def end_epoch(epoch: int) -> None:
