@@ -42,6 +42,8 @@ class DataConfig:
     max_samples: Optional[int] = _f(None, "keep only the first N samples of each split (quick tries)")
     crop_padding: int = _f(0, "batched random crop after zero padding by this many pixels (train only)")
     hflip: bool = _f(False, "batched random horizontal flip (train only)")
+    hflip_mode: Literal["random", "alternate"] = _f("random", "hflip: a fresh coin per image and epoch, or one coin "
+                                                    "per image for the run, inverted every other epoch (airbench)")
     random_resized_crop: bool = _f(False, "batched random-resized crop to the image size (train only)")
     rrc_scale: list = _f([0.35, 1.0], "random_resized_crop: range of the crop's area fraction")
     size: Optional[Any] = _f(None, "image files: resize to N or [H, W] when decoding (None: native size)")
@@ -89,6 +91,8 @@ class OptimConfig:
     nesterov: bool = _f(False, "Nesterov momentum for sgd")
     betas: list = _f([0.9, 0.999], "Adam-family betas")
     eps: float = _f(1e-8, "Adam-family / rmsprop epsilon")
+    norm_lr_scale: float = _f(1.0, "LR multiplier for normalization-layer parameters (batch/layer/group norm); "
+                                   "their weight decay is divided by it, so the decay per step stays the same")
 
 
 @dataclass
@@ -108,8 +112,10 @@ class ScheduleConfig:
 class TaskConfig:
     name: str = _f("classification", "task by registered name")
     label_smoothing: float = _f(0.0, "label smoothing of the cross-entropy loss")
-    tta: Literal["none", "flip"] = _f("none", "test-time augmentation in evaluation: 'flip' averages the "
-                                      "logits of each image and its mirror (only where a mirror keeps the label)")
+    tta: Literal["none", "flip", "flip_translate"] = _f(
+        "none", "test-time augmentation in evaluation: 'flip' averages the logits of each image and its mirror "
+        "(only where a mirror keeps the label); 'flip_translate' also of both shifted one pixel up-left and "
+        "down-right (6 views, weighted 1/2 unshifted, 1/4 per shift)")
 
 
 @dataclass
@@ -133,6 +139,11 @@ class TrainConfig:
     channels_last: bool = _f(False, "channels-last memory format for conv nets (faster on GPUs, often on CPU)")
     compile: bool = _f(False, "torch.compile the model (first steps slower while compiling)")
     log_every_steps: int = _f(50, "progress-bar refresh interval in steps")
+    lookahead_every: int = _f(0, "Lookahead (airbench): every N steps move an average of the weights towards "
+                                 "them and copy it back into the model; 0 = off")
+    lookahead_decay: float = _f(0.95, "Lookahead: per-step decay of the average; raised to the power N, and "
+                                      "scaled by (step / total steps)^3 so averaging strengthens towards the end")
+    lookahead_start_epoch: float = _f(0.0, "Lookahead: epoch (fractions allowed) at which the averaging starts")
 
 
 @dataclass
@@ -351,6 +362,11 @@ def validate(cfg: Config) -> None:
          (cfg.schedule.warmup_epochs, cfg.schedule.warmup_steps), "must be >= 0"),
         (cfg.schedule.step_size > 0, "schedule.step_size", cfg.schedule.step_size, "must be > 0"),
         (len(cfg.optim.betas) == 2, "optim.betas", cfg.optim.betas, "must be two numbers"),
+        (cfg.optim.norm_lr_scale > 0, "optim.norm_lr_scale", cfg.optim.norm_lr_scale, "must be > 0"),
+        (cfg.train.lookahead_every >= 0, "train.lookahead_every", cfg.train.lookahead_every, "must be >= 0"),
+        (0 <= cfg.train.lookahead_decay < 1, "train.lookahead_decay", cfg.train.lookahead_decay, "must be in [0, 1)"),
+        (cfg.train.lookahead_start_epoch >= 0, "train.lookahead_start_epoch", cfg.train.lookahead_start_epoch,
+         "must be >= 0"),
         ("." in cfg.train.monitor, "train.monitor", cfg.train.monitor, "must look like 'valid.acc1'"),
     ]
     for ok, key, value, why in checks:

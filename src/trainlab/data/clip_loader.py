@@ -34,9 +34,10 @@ class ClipTransform(BatchTransform):
     def __init__(self, mean, std, frames: int, **kw):
         super().__init__(list(mean) * frames, list(std) * frames, **kw)
 
-    def __call__(self, x: torch.Tensor, train: bool, gen: Optional[torch.Generator]) -> torch.Tensor:
+    def __call__(self, x: torch.Tensor, train: bool, gen: Optional[torch.Generator],
+                 flips: Optional[torch.Tensor] = None) -> torch.Tensor:
         b, t, c, h, w = x.shape
-        return super().__call__(x.reshape(b, t * c, h, w), train, gen).view(b, t, c, h, w)
+        return super().__call__(x.reshape(b, t * c, h, w), train, gen, flips).view(b, t, c, h, w)
 
 
 class ClipLoader(TensorLoader):
@@ -47,6 +48,7 @@ class ClipLoader(TensorLoader):
         self.lengths = data.lengths.to(self.device)
         self.frames = data.frames
 
-    def inputs(self, idx: torch.Tensor, gen: Optional[torch.Generator]) -> torch.Tensor:
+    def inputs(self, idx: torch.Tensor, gen: Optional[torch.Generator],
+               flips: Optional[torch.Tensor] = None) -> torch.Tensor:
         t = frame_indices(self.lengths[idx], self.frames, gen)  # [B, T]
-        return self.transform(self.images[idx.view(-1, 1), t], train=self.shuffle, gen=gen)
+        return self.transform(self.images[idx.view(-1, 1), t], train=self.shuffle, gen=gen, flips=flips)

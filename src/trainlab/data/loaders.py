@@ -29,11 +29,13 @@ class BatchTransform:
     """uint8 [B, C, H, W] -> normalised float, with batched random crops/flips in training."""
 
     def __init__(self, mean, std, crop_padding: int = 0, hflip: bool = False,
-                 random_resized: bool = False, rrc_scale=(0.35, 1.0), channels_last: bool = False):
+                 random_resized: bool = False, rrc_scale=(0.35, 1.0), channels_last: bool = False,
+                 hflip_mode: str = "random"):
         self.mean = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
         self.std = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
         self.crop_padding = crop_padding
         self.hflip = hflip
+        self.hflip_mode = hflip_mode  # 'alternate': the loader passes each batch's flips
         self.random_resized = random_resized
         self.rrc_scale = tuple(rrc_scale)
         self.channels_last = channels_last
@@ -42,16 +44,18 @@ class BatchTransform:
     @classmethod
     def from_config(cls, data_cfg, mean, std, channels_last: bool = False) -> "BatchTransform":
         return cls(mean, std, data_cfg.crop_padding, data_cfg.hflip, data_cfg.random_resized_crop,
-                   data_cfg.rrc_scale, channels_last)
+                   data_cfg.rrc_scale, channels_last, data_cfg.hflip_mode)
 
-    def __call__(self, x: torch.Tensor, train: bool, gen: Optional[torch.Generator]) -> torch.Tensor:
+    def __call__(self, x: torch.Tensor, train: bool, gen: Optional[torch.Generator],
+                 flips: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """``flips``: which images to mirror (bool [B]); default a fresh coin per image from ``gen``."""
         if train and self.crop_padding:
             x = random_crop(x, self.crop_padding, gen)
         x = x.float()
         if train and self.random_resized:
             x = random_resized_crop(x, self.rrc_scale, gen)
         if train and self.hflip:
-            flip = torch.rand(len(x), generator=gen, device=x.device) < 0.5
+            flip = flips if flips is not None else torch.rand(len(x), generator=gen, device=x.device) < 0.5
             x = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
         if x.device not in self._stats:
             self._stats[x.device] = (self.mean.to(x.device), self.std.to(x.device))
@@ -128,6 +132,18 @@ class _Batches:
             return None
         return torch.Generator(device=self.device).manual_seed(_seed(self.seed, epoch, b, 7))
 
+    def flips(self, transform: Optional[BatchTransform], idx: torch.Tensor, epoch: int) -> Optional[torch.Tensor]:
+        """hflip_mode=alternate (airbench): one coin per image for the whole run, a function of
+        (seed, index), inverted on odd epochs, so every image is seen both ways every two epochs.
+        None (a fresh coin per image and epoch) otherwise."""
+        if not self.shuffle or transform is None or not transform.hflip or transform.hflip_mode != "alternate":
+            return None
+        h = idx.to(torch.int64) ^ (_seed(self.seed, 11) & 0xFFFFFFFF)  # an integer hash of (seed, index)
+        for _ in range(2):
+            h = (((h >> 16) ^ h) * 0x45D9F3B) & 0xFFFFFFFF
+        coin = (((h >> 16) ^ h) & 1).bool()
+        return coin ^ bool(epoch % 2)
+
     def __iter__(self):
         return self.iterate()
 
@@ -151,12 +167,29 @@ class TensorLoader(_Batches):
             if len(batches[b]) == 0:
                 continue
             dev_idx = on_device[ends[b] - len(batches[b]):ends[b]]
-            x = self.inputs(dev_idx, self.batch_generator(epoch, b))
+            x = self.inputs(dev_idx, self.batch_generator(epoch, b), self.flips(self.transform, dev_idx, epoch))
             yield {"inputs": x, "targets": self.labels[dev_idx], "index": batches[b]}
 
-    def inputs(self, idx: torch.Tensor, gen: Optional[torch.Generator]) -> torch.Tensor:
+    def inputs(self, idx: torch.Tensor, gen: Optional[torch.Generator],
+               flips: Optional[torch.Tensor] = None) -> torch.Tensor:
         """The batch's model inputs from its sample indices (on the device); subclasses pick frames."""
-        return self.transform(self.images[idx], train=self.shuffle, gen=gen)
+        return self.transform(self.images[idx], train=self.shuffle, gen=gen, flips=flips)
+
+
+def sample_inputs(loader, n: int, seed: int = 0) -> torch.Tensor:
+    """Up to ``n`` model inputs of a training loader, for data-dependent initialisation: a seeded
+    random subset without augmentation where the split is held as tensors, else the first batches
+    of epoch 0 (as training will see them)."""
+    if isinstance(loader, TensorLoader) and type(loader).inputs is TensorLoader.inputs:
+        pick = torch.randperm(len(loader.images), generator=torch.Generator().manual_seed(seed))[:n]
+        return loader.transform(loader.images[pick.to(loader.images.device)], train=False, gen=None)
+    xs, got = [], 0
+    for batch in loader.iterate(0):
+        xs.append(batch["inputs"])
+        got += len(batch["inputs"])
+        if got >= n:
+            break
+    return torch.cat(xs)[:n]
 
 
 class _EpochBatches:
@@ -193,5 +226,6 @@ class DatasetLoader(_Batches):
         for (b, idx), (x, y) in zip(numbered, self.loader):
             x = x.to(self.device, non_blocking=True)
             if self.transform is not None:
-                x = self.transform(x, train=self.shuffle, gen=self.batch_generator(epoch, b))
+                x = self.transform(x, train=self.shuffle, gen=self.batch_generator(epoch, b),
+                                   flips=self.flips(self.transform, idx.to(self.device), epoch))
             yield {"inputs": x, "targets": torch.as_tensor(y).to(self.device, non_blocking=True), "index": idx}

@@ -47,6 +47,44 @@ class TrainState:
     task_state: Optional[dict] = None   # the task's carried state in a partly done epoch (e.g. RNN hidden)
 
 
+class Lookahead:
+    """airbench's Lookahead: every ``every`` optimizer steps an average of the model's float state
+    (weights and batch-norm statistics) moves towards the model, ``avg += (1 - rho) (model - avg)``,
+    and is copied back into it, with ``rho = decay**every * (step / total)**3``: the model moves
+    freely early on and is averaged strongly at the end. The average is also copied back at each
+    epoch end, so evaluations and checkpoints see it. Its state travels in last.pt."""
+
+    def __init__(self, every: int, decay: float, start_step: int, total_steps: int):
+        self.every, self.decay, self.start, self.total = every, decay, start_step, max(1, total_steps)
+        self.avg: Optional[dict] = None
+
+    @torch.no_grad()
+    def after_step(self, model: nn.Module, step: int) -> None:
+        if step < self.start or step % self.every:
+            return
+        state = model.state_dict()
+        if self.avg is None:
+            self.avg = {k: v.detach().clone() for k, v in state.items() if v.is_floating_point()}
+            return
+        rho = self.decay ** self.every * (step / self.total) ** 3
+        for k, a in self.avg.items():
+            a.lerp_(state[k], 1 - rho)
+            state[k].copy_(a)
+
+    @torch.no_grad()
+    def end_epoch(self, model: nn.Module) -> None:
+        if self.avg is not None:
+            state = model.state_dict()
+            for k, a in self.avg.items():
+                state[k].copy_(a)
+
+    def state_dict(self) -> dict:
+        return {"avg": self.avg}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.avg = state["avg"]
+
+
 def monitor_mode(metric: str) -> str:
     return "min" if metric.split(".")[-1] in ("loss", "ppl", "perplexity", "error") else "max"
 
@@ -80,6 +118,9 @@ class Trainer:
         self.schedule = Schedule(self.optimizer, cfg.schedule, cfg.optim.lr, self.steps_per_epoch,
                                  self.total_steps, self.mode)
         self.scaler = torch.amp.GradScaler(device.type, enabled=tc.precision == "fp16")
+        self.lookahead = Lookahead(tc.lookahead_every, tc.lookahead_decay,
+                                   round(tc.lookahead_start_epoch * self.steps_per_epoch),
+                                   self.total_steps) if tc.lookahead_every else None
         self.state = TrainState()
         self.metrics: list[dict] = []
         self.writer: Optional[MetricsWriter] = None
@@ -99,6 +140,8 @@ class Trainer:
         if full:
             payload.update(optimizer=self.optimizer.state_dict(), schedule=self.schedule.state_dict(),
                            scaler=self.scaler.state_dict(), rng=_rng_state())
+            if self.lookahead is not None:
+                payload["lookahead"] = self.lookahead.state_dict()
         return payload
 
     def save(self, name: str, full: bool = True) -> Optional[Path]:
@@ -121,6 +164,11 @@ class Trainer:
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.schedule.load_state_dict(ckpt["schedule"])
         self.scaler.load_state_dict(ckpt["scaler"])
+        if self.lookahead is not None:
+            if "lookahead" not in ckpt:
+                raise ConfigError(f"{path} was written without train.lookahead_every; resume it with "
+                                  f"the same setting (train.lookahead_every=0)")
+            self.lookahead.load_state_dict(ckpt["lookahead"])
         self.state = TrainState(**ckpt["trainer"])
         _set_rng_state(ckpt["rng"])
         LOG.info("resumed from %s at epoch %d, batch %d, step %d", path, self.state.epoch + 1,
@@ -167,6 +215,8 @@ class Trainer:
             self.optimizer.zero_grad(set_to_none=True)
             self.state.step += 1
             self.schedule.apply(self.state.step)
+            if self.lookahead is not None:
+                self.lookahead.after_step(self.model, self.state.step)
         return True
 
     def _nonfinite(self, loss: torch.Tensor) -> bool:
@@ -292,6 +342,8 @@ class Trainer:
 
     def _end_epoch(self, epoch: int, train_metrics: dict, partial: bool) -> bool:
         tc, s = self.cfg.train, self.state
+        if self.lookahead is not None and not partial:
+            self.lookahead.end_epoch(self.model)
         self._record("train", epoch + 1, train_metrics)
         evals = {"train": train_metrics}
         splits = [sp for sp in ("valid", "test") if sp in self.loaders and (sp == "valid" or tc.eval_test)]

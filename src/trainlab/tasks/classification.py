@@ -73,6 +73,18 @@ class ClassificationMeter:
         return {"per_class": per_class, "macro": macro, "confusion_matrix": cm}
 
 
+def shift(x: torch.Tensor, d: int) -> torch.Tensor:
+    """Images [..., H, W] moved by ``d`` pixels along both axes (d=1: content moves up-left), the
+    edge filled by reflection."""
+    h, w = x.shape[-2:]
+    flat = x.reshape(-1, *x.shape[-3:])  # reflect padding takes [N, C, H, W]; clips fold time into N
+    padded = F.pad(flat, (1, 1, 1, 1), mode="reflect")
+    out = padded[..., 1 + d:1 + d + h, 1 + d:1 + d + w].reshape(x.shape)
+    if x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last):
+        out = out.contiguous(memory_format=torch.channels_last)
+    return out
+
+
 @TASKS.register("classification")
 class ClassificationTask:
     """Turns a batch into {loss, outputs}; the Trainer never looks inside."""
@@ -87,15 +99,28 @@ class ClassificationTask:
 
     def step(self, model: nn.Module, batch: dict, train: bool) -> dict:
         x = batch["inputs"]
-        logits = self.logits(model, x)  # [B, num_classes]
-        if not train and self.tta == "flip":  # the mean of the image's and its mirror's logits
-            logits = (logits + self.logits(model, x.flip(-1))) / 2
+        if train or self.tta == "none":
+            logits = self.logits(model, x)  # [B, num_classes]
+        else:
+            logits = self.tta_logits(model, x)
         smoothing = self.label_smoothing if train else 0.0
         loss = F.cross_entropy(logits.float(), batch["targets"], label_smoothing=smoothing)
         return {"loss": loss, "outputs": logits}
 
     def logits(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
         return model(x)
+
+    def tta_logits(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """'flip': the mean of the image's and its mirror's logits. 'flip_translate' (airbench's level 2):
+        half that, plus a quarter each of the same for the image shifted one pixel up-left and down-right
+        (reflect padding): 6 forward passes."""
+        def mirror(v: torch.Tensor) -> torch.Tensor:
+            return (self.logits(model, v) + self.logits(model, v.flip(-1))) / 2
+
+        logits = mirror(x)
+        if self.tta == "flip_translate":
+            logits = logits / 2 + (mirror(shift(x, -1)) + mirror(shift(x, 1))) / 4
+        return logits
 
     def meter(self, keep_predictions: bool = False) -> ClassificationMeter:
         return ClassificationMeter(self.num_classes, keep_predictions)
