@@ -26,6 +26,7 @@ from .config import Config
 from .data import DatasetLoader, build_data
 from .data.loaders import sample_inputs
 from .engine import Trainer, distributed, evaluate_model, load_checkpoint, load_model_state, resolve_device
+from .engine.device import keep_freed_memory
 from .errors import CheckpointError, ConfigError, DataError
 from .models import build_model, count_parameters
 from .tracking import RunDir, read_metrics
@@ -128,6 +129,8 @@ def train(recipe=None, *overrides: str, model: nn.Module | None = None, datasets
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     device = distributed.setup(cfg.train.device, cfg.train.threads)  # resolve_device outside torchrun
+    if device.type == "cpu" and cfg.train.keep_freed_memory:
+        keep_freed_memory()
     try:
         return _train(cfg, device, model, datasets, class_names, argv)
     finally:

@@ -135,6 +135,9 @@ class TrainConfig:
     checkpoint_every_steps: Optional[int] = _f(None, "also write last.pt every N optimizer steps")
     on_nonfinite: Literal["error", "skip_batch"] = _f("error", "NaN/Inf loss: stop, or skip the batch")
     threads: Optional[int] = _f(None, "torch intra-op threads on CPU (default: torch's choice)")
+    keep_freed_memory: bool = _f(True, "CPU on Linux: glibc keeps freed memory for reuse instead of returning "
+                                       "it to the OS, which saves page-faulting every step's tensors again "
+                                       "(process-wide; false keeps the system default)")
     deterministic: bool = _f(False, "deterministic GPU kernels (bit-exact resume on CUDA; slower)")
     channels_last: bool = _f(False, "channels-last memory format for conv nets (faster on GPUs, often on CPU)")
     compile: bool = _f(False, "torch.compile the model (first steps slower while compiling)")

@@ -1,6 +1,6 @@
 """The small fast CIFAR net of the speed records (after Keller Jordan's airbench, 2024).
 
-A 2x2 patch stem, then three groups of [conv 3x3, max-pool 2, BN, GELU, conv 3x3, BN, GELU],
+A 2x2 patch stem, then three groups of [conv 3x3, max-pool 2, BN, GELU, conv 3x3, BN, GELU] (or ReLU),
 a global max-pool and a bias-free linear head whose logits are scaled down (``head_scale``),
 which, with label smoothing, keeps the early large-LR steps stable. It reaches about 94% on
 CIFAR-10 at widths 64/256/256 on a GPU in ten epochs; the CPU speed recipe uses 32/128/128,
@@ -32,15 +32,18 @@ def _bn(c: int, affine_scale: bool, momentum: float) -> nn.BatchNorm2d:
     return bn
 
 
+ACTIVATIONS = {"gelu": nn.GELU, "relu": lambda: nn.ReLU(inplace=True)}
+
+
 class ConvGroup(nn.Module):
-    def __init__(self, cin: int, cout: int, affine_scale: bool, momentum: float):
+    def __init__(self, cin: int, cout: int, affine_scale: bool, momentum: float, activation: str = "gelu"):
         super().__init__()
         self.conv1 = nn.Conv2d(cin, cout, 3, padding=1, bias=False)
         self.pool = nn.MaxPool2d(2)
         self.bn1 = _bn(cout, affine_scale, momentum)
         self.conv2 = nn.Conv2d(cout, cout, 3, padding=1, bias=False)
         self.bn2 = _bn(cout, affine_scale, momentum)
-        self.act = nn.GELU()
+        self.act = ACTIVATIONS[activation]()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # [B, cin, H, W] -> [B, cout, H/2, W/2]
         x = self.act(self.bn1(self.pool(self.conv1(x))))
@@ -62,18 +65,21 @@ def patch_whitening(x: torch.Tensor, k: int, eps: float = 5e-4) -> torch.Tensor:
 class SpeedNet(nn.Module):
     def __init__(self, num_classes: int = 10, in_channels: int = 3, widths: tuple = (32, 128, 128),
                  stem_width: int | None = None, head_scale: float = 1 / 9, affine_scale: bool = False,
-                 bn_momentum: float = 0.6, identity_init: bool = True, whiten: bool = True):
+                 bn_momentum: float = 0.6, identity_init: bool = True, whiten: bool = True,
+                 activation: str = "gelu"):
         super().__init__()
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"speednet: activation={activation!r} is not one of {', '.join(ACTIVATIONS)}")
         k = 2
         stem_width = stem_width or 2 * in_channels * k * k  # whitening needs exactly 2 * C * k * k filters
         if whiten and stem_width != 2 * in_channels * k * k:
             raise ValueError(f"speednet: whiten=True needs stem_width={2 * in_channels * k * k} "
                              f"(2 x channels x 2 x 2), got {stem_width}")
         self.whiten = whiten
-        self.stem = nn.Sequential(nn.Conv2d(in_channels, stem_width, k, bias=True), nn.GELU())  # [B, s, H-1, W-1]
+        self.stem = nn.Sequential(nn.Conv2d(in_channels, stem_width, k, bias=True), ACTIVATIONS[activation]())  # [B, s, H-1, W-1]
         groups, c = [], stem_width
         for w in widths:
-            groups.append(ConvGroup(c, w, affine_scale, bn_momentum))
+            groups.append(ConvGroup(c, w, affine_scale, bn_momentum, activation))
             c = w
         self.groups = nn.Sequential(*groups)            # [B, widths[-1], ~H/8, ~W/8]
         self.pool = nn.AdaptiveMaxPool2d(1)
