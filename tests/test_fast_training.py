@@ -4,6 +4,7 @@ flip+translate test-time augmentation; each as an ordinary trainlab setting."""
 
 from __future__ import annotations
 
+import platform
 import subprocess
 import sys
 
@@ -220,7 +221,7 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 """
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc tuning is Linux-only")
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="the malloc tuning is for glibc (Linux) only")
 def test_keeping_freed_memory_stops_page_faulting_every_step():
     """Each freed 64 MiB tensor goes back to the kernel by default, so allocating it again faults in
     16 k pages; with keep_freed_memory the heap is reused."""
