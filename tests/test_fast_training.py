@@ -205,30 +205,44 @@ def test_new_settings_are_validated():
             config.load({}, [f"{key}={value}"])
 
 
-_FAULTS = """
-import resource, sys, torch
-from trainlab.engine.device import keep_freed_memory
-if sys.argv[1] == "keep":
-    assert keep_freed_memory() and keep_freed_memory()  # applied once, then a no-op
-for _ in range(3):  # warm-up: the heap grows to its working size
-    x = torch.ones(64 << 18)  # 64 MiB, above glibc's largest mmap threshold
-    del x
-before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-for _ in range(10):
-    x = torch.ones(64 << 18)
-    del x
-print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
-"""
+def test_keep_freed_memory_sets_glibc_malloc_once(monkeypatch):
+    """The setting itself: mmap off and a 1 GiB trim threshold, applied once, False where there is
+    no mallopt. (The page faults it saves are measured in benchmarks/malloc_faults.py: absolute
+    fault counts depend on the kernel and allocator, so they are not a test.)"""
+    from trainlab.engine import device
+
+    calls = []
+
+    class FakeLibc:
+        def mallopt(self, param, value):
+            calls.append((param, value))
+            return 1
+
+    monkeypatch.setattr(device, "_MALLOC_KEPT", False)
+    monkeypatch.setattr(device.sys, "platform", "linux")
+    monkeypatch.setattr(device.ctypes, "CDLL", lambda name: FakeLibc())
+    assert device.keep_freed_memory() and device.keep_freed_memory()
+    assert calls == [(-4, 0), (-1, 1 << 30)]  # M_MMAP_MAX=0, M_TRIM_THRESHOLD=1 GiB; the second call is a no-op
+
+    class NoMallopt:  # musl and others
+        pass
+
+    monkeypatch.setattr(device, "_MALLOC_KEPT", False)
+    monkeypatch.setattr(device.ctypes, "CDLL", lambda name: NoMallopt())
+    assert device.keep_freed_memory() is False
+    monkeypatch.setattr(device.sys, "platform", "darwin")
+    assert device.keep_freed_memory() is False
 
 
-@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="the malloc tuning is for glibc (Linux) only")
-def test_keeping_freed_memory_stops_page_faulting_every_step():
-    """Each freed 64 MiB tensor goes back to the kernel by default, so allocating it again faults in
-    16 k pages; with keep_freed_memory the heap is reused."""
-    def faults(mode):
-        out = subprocess.run([sys.executable, "-c", _FAULTS, mode], capture_output=True, text=True, check=True)
-        return int(out.stdout.split()[-1])
+def test_keep_freed_memory_is_applied_by_training(tmp_path, monkeypatch):
+    """train.keep_freed_memory reaches the runtime setup on CPU, and false leaves malloc alone."""
+    from trainlab.engine import device
 
-    default, kept = faults("default"), faults("keep")
-    assert default > 10 * 16_000 * 0.9  # ten fresh 64 MiB mappings of 4 KiB pages
-    assert kept < default / 20
+    applied = []
+    monkeypatch.setattr(device, "keep_freed_memory", lambda: applied.append(1) or True)
+    from trainlab.engine import runtime
+
+    runtime.setup_runtime(trainlab.config.load(tiny_recipe(tmp_path / "a")))
+    assert applied == [1]
+    runtime.setup_runtime(trainlab.config.load(tiny_recipe(tmp_path / "b", train={"keep_freed_memory": False})))
+    assert applied == [1]

@@ -26,7 +26,7 @@ from .config import Config
 from .data import DatasetLoader, build_data
 from .data.loaders import sample_inputs
 from .engine import Trainer, distributed, evaluate_model, load_checkpoint, load_model_state, resolve_device
-from .engine.device import keep_freed_memory
+from .engine.runtime import set_deterministic, setup_runtime  # noqa: F401 (set_deterministic: public)
 from .errors import CheckpointError, ConfigError, DataError
 from .models import build_model, count_parameters
 from .tracking import RunDir, read_metrics
@@ -80,16 +80,6 @@ def _dataset_loaders(cfg: Config, datasets: dict, device) -> dict:
             for k, d in datasets.items()}
 
 
-def set_deterministic() -> None:
-    """Deterministic kernels: on CPU they already are; on CUDA this makes resume bit-exact."""
-    import os
-
-    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    torch.backends.cudnn.benchmark = False
-    torch.backends.cudnn.deterministic = True
-    torch.use_deterministic_algorithms(True, warn_only=True)
-
-
 def _init_from_data(model: nn.Module, loader, seed: int, device, n: int = 5000) -> float:
     """Data-dependent initialisation: a model with ``init_from_data(x)`` (speednet's whitening stem)
     gets up to ``n`` normalised training inputs before the first step (not on resume, nor when
@@ -126,11 +116,7 @@ def train(recipe=None, *overrides: str, model: nn.Module | None = None, datasets
           class_names: list[str] | None = None, argv: list[str] | None = None, **sections) -> Run:
     """Train from a recipe (path, dict or Config) plus dotted overrides; returns the ``Run``."""
     cfg = _config(recipe, overrides, sections)
-    if cfg.train.threads:
-        torch.set_num_threads(cfg.train.threads)
-    device = distributed.setup(cfg.train.device, cfg.train.threads)  # resolve_device outside torchrun
-    if device.type == "cpu" and cfg.train.keep_freed_memory:
-        keep_freed_memory()
+    device = setup_runtime(cfg)
     try:
         return _train(cfg, device, model, datasets, class_names, argv)
     finally:
@@ -138,8 +124,6 @@ def train(recipe=None, *overrides: str, model: nn.Module | None = None, datasets
 
 
 def _train(cfg: Config, device, model, datasets, class_names, argv) -> Run:
-    if cfg.train.deterministic:
-        set_deterministic()
     torch.manual_seed(cfg.train.seed)
     t_start = time.perf_counter()
     if datasets is not None:

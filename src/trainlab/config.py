@@ -147,6 +147,8 @@ class TrainConfig:
     lookahead_decay: float = _f(0.95, "Lookahead: per-step decay of the average; raised to the power N, and "
                                       "scaled by (step / total steps)^3 so averaging strengthens towards the end")
     lookahead_start_epoch: float = _f(0.0, "Lookahead: epoch (fractions allowed) at which the averaging starts")
+    callbacks: list = _f([], "extra callbacks: registered names or {name: NAME, ...keyword arguments} "
+                             "(see `trainlab list callbacks`), or 'module:Class' of an importable module")
 
 
 @dataclass
