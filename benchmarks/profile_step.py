@@ -1,7 +1,7 @@
 """Where the time of one training step of a recipe goes: torch.profiler over the real Trainer step.
 
 Builds the data, model and task exactly as ``trainlab train`` does, warms up, then profiles
-``--steps`` steps of ``Trainer._train_step`` (forward, loss, backward, optimizer) with the
+``--steps`` steps of ``Trainer.train_step`` (forward, loss, backward, optimizer) with the
 loader's batch production timed apart, and prints the share of data vs compute and the
 operators with the most self time.
 
@@ -56,7 +56,7 @@ def main() -> None:
         t0 = time.perf_counter()
         batch = next(batches)
         t1 = time.perf_counter()
-        trainer._train_step(batch, meter, do_step=True)
+        trainer.train_step(batch, meter, do_step=True)
         if device.type == "cuda":
             torch.cuda.synchronize()
         t2 = time.perf_counter()

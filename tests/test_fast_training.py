@@ -18,7 +18,7 @@ from conftest import tiny_recipe
 from trainlab.config import OptimConfig, TaskConfig
 from trainlab.data.loaders import BatchTransform, _Batches
 from trainlab.engine.optim import build_optimizer
-from trainlab.engine.trainer import Lookahead
+from trainlab.engine.lookahead import Lookahead
 from trainlab.errors import ConfigError
 from trainlab.models.speednet import SpeedNet, patch_whitening
 from trainlab.registry import TASKS
@@ -132,7 +132,7 @@ def test_a_run_with_every_fast_setting_resumes_exactly(tmp_path, monkeypatch):
     from trainlab.engine.trainer import Trainer
 
     full = trainlab.train(_fast_recipe(tmp_path / "full"))
-    step = Trainer._train_step
+    step = Trainer.train_step
 
     def killed_at_step_11(self, *a, **kw):
         done = step(self, *a, **kw)
@@ -140,10 +140,10 @@ def test_a_run_with_every_fast_setting_resumes_exactly(tmp_path, monkeypatch):
             raise KeyboardInterrupt("killed")
         return done
 
-    monkeypatch.setattr(Trainer, "_train_step", killed_at_step_11)
+    monkeypatch.setattr(Trainer, "train_step", killed_at_step_11)
     with pytest.raises(KeyboardInterrupt):
         trainlab.train(_fast_recipe(tmp_path / "part", checkpoint_every_steps=1))
-    monkeypatch.setattr(Trainer, "_train_step", step)
+    monkeypatch.setattr(Trainer, "train_step", step)
     resumed = trainlab.train(_fast_recipe(tmp_path / "part", checkpoint_every_steps=1, resume="auto"))
 
     def comparable(metrics):
@@ -153,12 +153,12 @@ def test_a_run_with_every_fast_setting_resumes_exactly(tmp_path, monkeypatch):
     a = trainlab.load(full.last_checkpoint).state_dict()
     b = trainlab.load(resumed.last_checkpoint).state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
-    assert torch.load(full.last_checkpoint, weights_only=True)["lookahead"]["avg"] is not None
+    assert torch.load(full.last_checkpoint, weights_only=True)["callbacks"]["lookahead"]["avg"] is not None
 
 
 def test_resuming_with_lookahead_needs_its_state(tmp_path):
     plain = trainlab.train(_fast_recipe(tmp_path / "plain", lookahead_every=0, epochs=1))
-    with pytest.raises(ConfigError, match="without train.lookahead_every"):
+    with pytest.raises(ConfigError, match="holds no state for callback 'lookahead'"):
         trainlab.train(_fast_recipe(tmp_path / "plain", epochs=2, resume=str(plain.last_checkpoint)))
 
 

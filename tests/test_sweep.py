@@ -113,9 +113,9 @@ def test_restart_skips_finished_runs_and_resumes_the_others(recipe, tmp_path, mo
 
 
 def test_cells_aggregate_seeds_and_rank():
-    rows = [{"cell": "a", "monitor": "valid.loss", "best": b, "test": t, "test_metric": "acc1", "train_seconds": 1.0}
+    rows = [{"cell": "a", "monitor": "valid.loss", "mode": "min", "best": b, "test": t, "test_metric": "acc1", "train_seconds": 1.0}
             for b, t in ((0.5, 0.8), (0.7, 0.9))]
-    rows += [{"cell": "b", "monitor": "valid.loss", "best": 0.4, "test": 0.7, "test_metric": "acc1"},
+    rows += [{"cell": "b", "monitor": "valid.loss", "mode": "min", "best": 0.4, "test": 0.7, "test_metric": "acc1"},
              {"cell": "b", "monitor": "valid.loss", "best": None}]  # an unfinished seed
     cells = cell_rows(rows, [])
     assert [c["cell"] for c in cells] == ["b", "a"]  # lower loss ranks first

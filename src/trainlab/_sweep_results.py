@@ -10,7 +10,6 @@ from pathlib import Path
 
 from .analysis.compare import primary_metric
 from .analysis.rundata import RunData
-from .engine.trainer import monitor_mode
 from .errors import DataError
 
 LOG = logging.getLogger("trainlab")
@@ -30,7 +29,8 @@ def run_rows(specs: list, out: Path, statuses: dict) -> list[dict]:
         row = {"run": s.name, "cell": s.cell, **s.labels, "seed": s.seed, "status": statuses.get(s.name, "")}
         if run is not None:
             test_key = primary_metric(run)
-            row.update({"monitor": run.monitor, "best": run.best_value(), "best_epoch": run.best_epoch,
+            row.update({"monitor": run.monitor, "mode": run.direction(run.monitor), "best": run.best_value(),
+                        "best_epoch": run.best_epoch,
                         "epochs": run.epochs, "test_metric": test_key,
                         "test": run.final.get(test_key) if run.final and test_key else None,
                         "train_seconds": round(run.train_seconds(), 2)})
@@ -61,8 +61,7 @@ def cell_rows(rows: list[dict], grid_keys: list[str]) -> list[dict]:
                     "test_metric": next((r["test_metric"] for r in done if r.get("test_metric")), None),
                     "test_mean": test_mean, "test_std": test_std,
                     "train_seconds_mean": _mean_std([r.get("train_seconds") for r in done])[0]})
-    monitor = next((c["monitor"] for c in out if c["monitor"]), "valid.loss")
-    high = monitor_mode(monitor) == "max"
+    high = next((r["mode"] for r in rows if r.get("mode")), "max") == "max"  # as the runs' task declared
     out.sort(key=lambda c: (c["best_mean"] is None, -(c["best_mean"] or 0) if high else (c["best_mean"] or 0)))
     for i, c in enumerate(out, 1):
         c["rank"] = i

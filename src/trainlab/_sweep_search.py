@@ -21,7 +21,6 @@ from pathlib import Path
 
 from . import config as config_mod
 from . import registry
-from .engine.trainer import monitor_mode
 from .errors import ConfigError
 from .sweep import RunSpec, Sweep, prepare_dir
 
@@ -132,7 +131,8 @@ def run_search(sweep: Sweep, parallel: int = 1) -> dict:
     trials = int(s.get("trials") or 20)
     prepare_dir(sweep)
     storage = s.get("storage") or f"sqlite:///{sweep.out.resolve() / 'study.db'}"
-    direction = "minimize" if monitor_mode(objective) == "min" else "maximize"
+    task_name = config_mod.load(sweep.recipe, sweep.overrides).task.name
+    direction = "minimize" if registry.TASKS.get(task_name).direction(objective) == "min" else "maximize"
     study = _study(optuna, storage, s.get("study") or sweep.out.name, direction)
     executor = Executor(sweep.out, parallel)
     counted = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)

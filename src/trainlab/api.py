@@ -21,18 +21,16 @@ import torch
 from torch import nn
 
 from . import config as config_mod
-from . import registry
 from .config import Config
-from .data import DatasetLoader, build_data
+from .build import build_parts, build_trainer
 from .data.loaders import sample_inputs
-from .engine import Trainer, distributed, evaluate_model, load_checkpoint, load_model_state, resolve_device
-from .engine.runtime import set_deterministic, setup_runtime  # noqa: F401 (set_deterministic: public)
-from .errors import CheckpointError, ConfigError, DataError
+from .engine import distributed, evaluate_model, load_checkpoint, load_model_state, resolve_device
+from .engine.runtime import setup_runtime
+from .errors import CheckpointError, ConfigError
 from .models import build_model, count_parameters
 from .tracking import RunDir, read_metrics
 
 LOG = logging.getLogger("trainlab")
-SPLITS = ("train", "valid", "test")
 
 
 @dataclass
@@ -70,16 +68,6 @@ def make_loaders(cfg: Config, bundle, device: torch.device) -> dict:
     return bundle.make_loaders(cfg, device)
 
 
-def _dataset_loaders(cfg: Config, datasets: dict, device) -> dict:
-    unknown = [k for k in datasets if k not in SPLITS]
-    if unknown or "train" not in datasets:
-        raise DataError(f"datasets must be a dict with 'train' (and optionally 'valid', 'test'); got {list(datasets)}")
-    eval_bs = cfg.data.eval_batch_size or 4 * cfg.data.batch_size
-    return {k: DatasetLoader(d, cfg.data.batch_size if k == "train" else eval_bs, shuffle=k == "train",
-                             seed=cfg.train.seed, device=device, num_workers=cfg.data.num_workers)
-            for k, d in datasets.items()}
-
-
 def _init_from_data(model: nn.Module, loader, seed: int, device, n: int = 5000) -> float:
     """Data-dependent initialisation: a model with ``init_from_data(x)`` (speednet's whitening stem)
     gets up to ``n`` normalised training inputs before the first step (not on resume, nor when
@@ -113,49 +101,31 @@ def _trim_metrics(run: RunDir, step: int) -> None:
 
 
 def train(recipe=None, *overrides: str, model: nn.Module | None = None, datasets: dict | None = None,
-          class_names: list[str] | None = None, argv: list[str] | None = None, **sections) -> Run:
-    """Train from a recipe (path, dict or Config) plus dotted overrides; returns the ``Run``."""
+          class_names: list[str] | None = None, callbacks: list | None = None, argv: list[str] | None = None,
+          **sections) -> Run:
+    """Train from a recipe (path, dict or Config) plus dotted overrides; returns the ``Run``.
+
+    ``model``/``datasets`` replace the recipe's; ``callbacks``: your own ``trainlab.Callback``
+    objects, run after those of the settings (and of ``train.callbacks``)."""
     cfg = _config(recipe, overrides, sections)
     device = setup_runtime(cfg)
     try:
-        return _train(cfg, device, model, datasets, class_names, argv)
+        return _train(cfg, device, model, datasets, class_names, callbacks, argv)
     finally:
         distributed.teardown()
 
 
-def _train(cfg: Config, device, model, datasets, class_names, argv) -> Run:
+def _train(cfg: Config, device, model, datasets, class_names, callbacks, argv) -> Run:
     torch.manual_seed(cfg.train.seed)
-    t_start = time.perf_counter()
-    if datasets is not None:
-        loaders = _dataset_loaders(cfg, datasets, device)
-        first_x, _ = datasets["train"][0]
-        input_shape = tuple(torch.as_tensor(first_x).shape)
-        num_classes = len(class_names) if class_names else None
-        meta_data = {"input_shape": list(input_shape), "class_names": class_names}
-        inferred = {"in_channels": input_shape[0], "input_size": list(input_shape[1:])}
-        if num_classes is not None:
-            inferred["num_classes"] = num_classes
-        split_indices = {}
-    else:
-        bundle = build_data(cfg.data)
-        loaders = bundle.make_loaders(cfg, device)
-        num_classes, inferred = bundle.num_classes, bundle.model_kwargs()
-        meta_data, split_indices = bundle.info(), bundle.split_indices
-        LOG.info("data %s from %s: %s", cfg.data.name, bundle.source, bundle.describe())
-    data_s = time.perf_counter() - t_start
-    if model is None:
-        model = build_model(cfg.model, inferred=inferred)
-    if num_classes is None:
-        raise ConfigError("pass class_names=[...] when passing datasets directly")
-    task = registry.TASKS.create(cfg.task.name, cfg.task, num_classes)
+    parts = build_parts(cfg, device, model, datasets, class_names)
     resume = _find_resume(cfg)
     if resume is not None and cfg.run.dir is None:
         cfg.run.dir = str(resume.parent.parent)  # continue in the run directory being resumed
     init_s = 0.0  # data-dependent initialisation: part of training, so counted in fit_s
-    if resume is None and not cfg.model.weights and hasattr(model, "init_from_data"):
-        init_s = _init_from_data(model, loaders["train"], cfg.train.seed, device)
+    if resume is None and not cfg.model.weights and hasattr(parts.model, "init_from_data"):
+        init_s = _init_from_data(parts.model, parts.loaders["train"], cfg.train.seed, device)
     if not distributed.is_main():  # rank 0 alone writes the run directory
-        trainer = Trainer(cfg, model, task, loaders, device, None, {})
+        trainer = build_trainer(parts, None, callbacks)
         if resume is not None:
             trainer.resume(resume)
         return Run(Path(cfg.run.dir or "."), cfg, [], trainer.fit())
@@ -163,17 +133,17 @@ def _train(cfg: Config, device, model, datasets, class_names, argv) -> Run:
     handler = run.attach_log()
     try:
         run.write_start(cfg, device, argv)
-        if split_indices:
-            run.write_json("splits.json", split_indices)
-        meta = {**meta_data, "num_classes": num_classes, "task": cfg.task.name, "model_kwargs": inferred,
-                "model_class": type(model).__module__ + ":" + type(model).__qualname__}
-        trainer = Trainer(cfg, model, task, loaders, device, run, meta)
+        run.write_json("task.json", {"name": cfg.task.name, **parts.task.describe()})
+        if parts.split_indices:
+            run.write_json("splits.json", parts.split_indices)
+        trainer = build_trainer(parts, run, callbacks)
         total, trainable = count_parameters(trainer.model)
         LOG.info("run directory %s; model %s: %s parameters (%s trainable, %s frozen); device %s",
                  run.path, cfg.model.class_path or cfg.model.name, f"{total:,}", f"{trainable:,}",
                  f"{total - trainable:,}", device)
         if init_s:
-            LOG.info("initialised %s from training inputs (init_from_data) in %.2f s", type(model).__name__, init_s)
+            LOG.info("initialised %s from training inputs (init_from_data) in %.2f s", type(parts.model).__name__,
+                     init_s)
         if resume is not None:
             trainer.resume(resume)
             _trim_metrics(run, trainer.state.step)
@@ -181,7 +151,7 @@ def _train(cfg: Config, device, model, datasets, class_names, argv) -> Run:
             LOG.info("train.resume=auto: no checkpoint found, starting fresh")
         t_fit = time.perf_counter()
         test = trainer.fit()
-        timing = {"data_s": round(data_s, 3), "fit_s": round(time.perf_counter() - t_fit + init_s, 3),
+        timing = {"data_s": round(parts.data_s, 3), "fit_s": round(time.perf_counter() - t_fit + init_s, 3),
                   "first_step_s": trainer.first_step_s, "init_s": init_s}
         run.write_json("timing.json", timing)
     finally:
@@ -220,13 +190,12 @@ def evaluate(checkpoint: str | Path, *overrides: str, split: str = "test", out: 
     if bad:
         raise ConfigError(f"eval accepts data.*, train.device and train.precision overrides, not: {', '.join(bad)}")
     cfg = config_mod.load(model.trainlab_config, list(overrides))
-    device = resolve_device(cfg.train.device)
-    bundle = build_data(cfg.data, meta=model.trainlab_meta)  # training statistics / vocabulary / classes
-    if split not in bundle.splits:
-        raise ConfigError(f"split '{split}' does not exist; have {', '.join(bundle.splits)}")
-    loaders = bundle.make_loaders(cfg, device)
-    task = registry.TASKS.create(cfg.task.name, cfg.task, bundle.num_classes)
-    result, meter = evaluate_model(model.to(device), task, loaders[split], device, cfg.train.precision,
+    device = setup_runtime(cfg, distributed_ok=False)
+    # the checkpoint's data facts: training statistics / vocabulary / classes
+    parts = build_parts(cfg, device, model=model, data_meta=model.trainlab_meta)
+    if split not in parts.loaders:
+        raise ConfigError(f"split '{split}' does not exist; have {', '.join(parts.loaders)}")
+    result, meter = evaluate_model(model.to(device), parts.task, parts.loaders[split], device, cfg.train.precision,
                                    keep_predictions=True)
     result = {"checkpoint": str(checkpoint), "split": split, **result, **meter.details(model.class_names)}
     out = Path(out) if out else Path(checkpoint).with_name(f"eval_{split}_{Path(checkpoint).stem}.json")

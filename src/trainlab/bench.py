@@ -63,7 +63,7 @@ def measure(cfg, steps: int, warmup: int = 3) -> dict:
         batch = next(batches)
         _sync(device)
         t1 = time.perf_counter()
-        trainer._train_step(batch, meter, do_step=True)
+        trainer.train_step(batch, meter, do_step=True)
         _sync(device)
         if i >= warmup:
             wait, total = wait + t1 - t0, total + time.perf_counter() - t0

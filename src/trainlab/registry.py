@@ -18,6 +18,7 @@ _BUILTINS = {
     "tasks": ["trainlab.tasks"],
     "optimizers": ["trainlab.engine.optim"],
     "schedules": ["trainlab.engine.schedules"],
+    "callbacks": ["trainlab.engine.callbacks"],
 }
 
 
@@ -40,6 +41,10 @@ class Registry:
             key = name or fn.__name__
             if key in self._items and self._items[key] is not fn:
                 raise ValueError(f"{self.kind} '{key}' is registered twice")
+            if self.kind == "tasks":  # the task contract is checked once, where the task is declared
+                from .tasks.base import check_task_class
+
+                check_task_class(fn)
             self._items[key] = fn
             return fn
 
@@ -73,3 +78,4 @@ DATASETS = Registry("datasets")
 TASKS = Registry("tasks")
 OPTIMIZERS = Registry("optimizers")
 SCHEDULES = Registry("schedules")
+CALLBACKS = Registry("callbacks")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from ..engine.trainer import monitor_mode
 from .rundata import RunData
 
 # always different between runs and never the cause of a difference in results
@@ -40,7 +39,7 @@ def primary_metric(run: RunData) -> str | None:
 def ranking(runs: list[RunData], params: dict[str, int | None]) -> tuple[list[str], list[list], str]:
     """(headers, rows best first, explanation). Ranked on the first run's monitor."""
     monitor = runs[0].monitor
-    mode = monitor_mode(monitor)
+    mode = runs[0].direction(monitor)
     split, key = monitor.split(".", 1)
 
     def best(run):

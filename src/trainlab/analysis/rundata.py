@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from ..engine.trainer import monitor_mode
+from ..directions import direction, read_task_record
 from ..errors import DataError
 
 BOOKKEEPING = {"time", "epoch", "step", "split", "seconds", "samples", "samples_per_s", "lr", "best_epoch",
@@ -32,6 +32,7 @@ class RunData:
     final: dict | None                # the test evaluation of the best checkpoint
     eval_test: dict | None
     metrics: list[str] = field(default_factory=list)
+    task: dict | None = None          # task.json: the task's metrics and whether each is better high or low
 
     @classmethod
     def load(cls, path: str | Path, label: str | None = None) -> "RunData":
@@ -56,12 +57,17 @@ class RunData:
             metrics += [k for k, v in r.items() if k not in BOOKKEEPING and k not in metrics
                         and isinstance(v, (int, float)) and not isinstance(v, bool)]
         return cls(path, label or path.name, _yaml(path / "config.yaml"), _json(path / "env.json") or {},
-                   _text(path / "command.txt"), records, final, _json(path / "eval_test.json"), metrics)
+                   _text(path / "command.txt"), records, final, _json(path / "eval_test.json"), metrics,
+                   read_task_record(path))
 
     # ------------------------------------------------------------------ derived facts
     @property
     def monitor(self) -> str:
         return (self.config.get("train") or {}).get("monitor", "valid.loss")
+
+    def direction(self, metric: str) -> str:
+        """'max' or 'min': what this run's task declared for ``metric``."""
+        return direction(metric, self.task["metrics"] if self.task else None, str(self.path))
 
     def series(self, split: str, metric: str) -> tuple[list[int], list[float]]:
         pts = [(r["epoch"], r[metric]) for r in self.records if r["split"] == split and metric in r]
@@ -79,7 +85,7 @@ class RunData:
         xs, ys = self.series(split, key)
         if not ys:
             return None
-        pick = min if monitor_mode(self.monitor) == "min" else max
+        pick = min if self.direction(self.monitor) == "min" else max
         return xs[ys.index(pick(ys))]
 
     def best_value(self) -> float | None:

@@ -33,18 +33,16 @@ def evaluate_model(model: nn.Module, task, loader, device: torch.device, precisi
 
 def throughput_unit(task) -> str:
     """What a task counts in its throughput: 'samples' (images) or e.g. 'tokens' (language models)."""
-    return getattr(task, "unit", "samples")
+    return task.unit
 
 
 def start_pass(task, train: bool) -> None:
-    """Optional task hook at the start of every pass (a language model resets its carried state)."""
-    hook = getattr(task, "start_pass", None)
-    if hook is not None:
-        hook(train)
+    """The task's hook at the start of every pass (a language model resets its carried state)."""
+    task.start_pass(train)
 
 
 def format_metrics(task, values: dict) -> str:
     """'loss 1.2345 acc1 0.9000' with the metrics the task names in ``log_metrics``."""
-    keys = getattr(task, "log_metrics", (getattr(task, "primary_metric", "acc1"),))
+    keys = [k for k in task.log_metrics if k != "loss"]
     return "  ".join([f"loss {values.get('loss', float('nan')):.4f}"] +
                      [f"{k} {values[k]:.4f}" for k in keys if k in values])

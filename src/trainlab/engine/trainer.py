@@ -1,10 +1,12 @@
 """The one training loop. It knows batches, losses and metrics dicts, never images or words.
 
 ``Trainer.fit`` runs epochs of optimizer steps with autocast, accumulation and clipping,
-evaluates after each epoch, keeps ``last.pt`` (resumable at any step boundary) and
-``best.pt`` (on ``train.monitor``), stops early on patience, and ends by evaluating the best
-checkpoint on the test split. A resumed run replays exactly what an uninterrupted run does:
-batches are functions of (seed, epoch, batch) and the RNG state travels in the checkpoint.
+evaluates after each epoch, keeps ``last.pt`` (resumable at any step boundary) and ends by
+evaluating the best checkpoint on the test split. Everything else (best.pt, early stopping,
+the plateau schedule, Lookahead, the progress bar, timings, users' own additions) is a
+callback (``engine/callbacks.py``): the loop body is batch, step, events. A resumed run replays
+exactly what an uninterrupted run does: batches are functions of (seed, epoch, batch), and the
+RNG, the task's carried state and every callback's state travel in the checkpoint.
 """
 
 from __future__ import annotations
@@ -25,9 +27,12 @@ from ..config import Config
 from ..errors import ConfigError, NonFiniteLossError
 from ..tracking import MetricsWriter, RunDir
 from . import distributed
+from .callbacks import (BestCheckpoint, Callback, CallbackList, EarlyStopping, ProgressBar, ReduceOnPlateau,
+                        StepTimer, from_spec)
 from .checkpoint import load_checkpoint, load_model_state, remove_stale_temp_files, save_checkpoint
 from .device import autocast
-from .evaluate import evaluate_model, format_metrics, start_pass, throughput_unit
+from .evaluate import evaluate_model, format_metrics
+from .lookahead import Lookahead
 from .optim import build_optimizer
 from .schedules import Schedule
 
@@ -39,59 +44,38 @@ class TrainState:
     epoch: int = 0          # epoch in progress (0-based)
     batch: int = 0          # next batch index within that epoch
     step: int = 0           # optimizer steps taken
-    best: Optional[float] = None
-    best_epoch: Optional[int] = None
-    bad_evals: int = 0
     skipped_batches: int = 0
     train_meter: Optional[dict] = None  # running sums of a partly done epoch
     task_state: Optional[dict] = None   # the task's carried state in a partly done epoch (e.g. RNN hidden)
 
 
-class Lookahead:
-    """airbench's Lookahead: every ``every`` optimizer steps an average of the model's float state
-    (weights and batch-norm statistics) moves towards the model, ``avg += (1 - rho) (model - avg)``,
-    and is copied back into it, with ``rho = decay**every * (step / total)**3``: the model moves
-    freely early on and is averaged strongly at the end. The average is also copied back at each
-    epoch end, so evaluations and checkpoints see it. Its state travels in last.pt."""
-
-    def __init__(self, every: int, decay: float, start_step: int, total_steps: int):
-        self.every, self.decay, self.start, self.total = every, decay, start_step, max(1, total_steps)
-        self.avg: Optional[dict] = None
-
-    @torch.no_grad()
-    def after_step(self, model: nn.Module, step: int) -> None:
-        if step < self.start or step % self.every:
-            return
-        state = model.state_dict()
-        if self.avg is None:
-            self.avg = {k: v.detach().clone() for k, v in state.items() if v.is_floating_point()}
-            return
-        rho = self.decay ** self.every * (step / self.total) ** 3
-        for k, a in self.avg.items():
-            a.lerp_(state[k], 1 - rho)
-            state[k].copy_(a)
-
-    @torch.no_grad()
-    def end_epoch(self, model: nn.Module) -> None:
-        if self.avg is not None:
-            state = model.state_dict()
-            for k, a in self.avg.items():
-                state[k].copy_(a)
-
-    def state_dict(self) -> dict:
-        return {"avg": self.avg}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.avg = state["avg"]
+_LEGACY_MONITOR_KEYS = ("best", "best_epoch", "bad_evals")  # TrainState fields before callbacks held them
 
 
-def monitor_mode(metric: str) -> str:
-    return "min" if metric.split(".")[-1] in ("loss", "ppl", "perplexity", "error") else "max"
+def standard_callbacks(cfg: Config) -> list[Callback]:
+    """The callbacks the settings ask for, in the order they run: Lookahead first (it changes the
+    weights the others see), then best.pt, early stopping, plateau, progress, timing, and last
+    the recipe's ``train.callbacks``."""
+    tc = cfg.train
+    out: list[Callback] = []
+    if tc.lookahead_every:
+        out.append(Lookahead(tc.lookahead_every, tc.lookahead_decay, start_epoch=tc.lookahead_start_epoch))
+    out.append(BestCheckpoint())
+    if tc.early_stopping_patience is not None:
+        out.append(EarlyStopping(tc.early_stopping_patience))
+    if cfg.schedule.name == "plateau":
+        out.append(ReduceOnPlateau())
+    if cfg.run.progress and distributed.is_main():
+        out.append(ProgressBar())
+    out.append(StepTimer())
+    return out + [from_spec(spec, f"train.callbacks[{i}]") for i, spec in enumerate(tc.callbacks)]
 
 
 class Trainer:
     def __init__(self, cfg: Config, model: nn.Module, task, loaders: dict, device: torch.device,
-                 run: Optional[RunDir] = None, meta: Optional[dict] = None):
+                 run: Optional[RunDir] = None, meta: Optional[dict] = None,
+                 callbacks: Optional[list[Callback]] = None):
+        """``callbacks``: the run's extra callbacks (Python objects), after those of the settings."""
         self.cfg, self.task, self.loaders, self.device, self.run = cfg, task, loaders, device, run
         self.model = model.to(device)
         if cfg.train.channels_last:
@@ -109,7 +93,7 @@ class Trainer:
             raise ConfigError(f"train.monitor={tc.monitor} but there is no '{self.monitor_split}' split "
                               f"(splits: {', '.join(loaders)}); set data.valid_fraction > 0 or "
                               f"train.monitor=train.loss")
-        self.mode = monitor_mode(tc.monitor)
+        self.mode = task.direction(self.monitor_key)  # the task declares whether higher is better
         self.optimizer = build_optimizer(self.model, cfg.optim)
         train_batches = len(loaders["train"])
         self.steps_per_epoch = max(1, math.ceil(train_batches / tc.accumulate))
@@ -118,30 +102,42 @@ class Trainer:
         self.schedule = Schedule(self.optimizer, cfg.schedule, cfg.optim.lr, self.steps_per_epoch,
                                  self.total_steps, self.mode)
         self.scaler = torch.amp.GradScaler(device.type, enabled=tc.precision == "fp16")
-        self.lookahead = Lookahead(tc.lookahead_every, tc.lookahead_decay,
-                                   round(tc.lookahead_start_epoch * self.steps_per_epoch),
-                                   self.total_steps) if tc.lookahead_every else None
+        self.callbacks = CallbackList(standard_callbacks(cfg) + list(callbacks or []))
         self.state = TrainState()
         self.metrics: list[dict] = []
         self.writer: Optional[MetricsWriter] = None
         self._interrupted = False
-        self._live_meter = None  # the meter of an epoch in progress; read only when a checkpoint is written
-        self.first_step_s: Optional[float] = None  # wall time of this process's first step (compile, warm-up)
+        self._resumed = False
+        self.live_meter = None  # the meter of an epoch in progress (callbacks may read it; compute() syncs)
+        self.seen_in_epoch = 0  # samples (or tokens) trained on in this process's part of the epoch
+
+    def callback(self, kind: type) -> Optional[Callback]:
+        """The run's first callback of this class, if any."""
+        return next((cb for cb in self.callbacks if isinstance(cb, kind)), None)
+
+    @property
+    def best_epoch(self) -> Optional[int]:
+        best = self.callback(BestCheckpoint)
+        return best.best_epoch if best is not None else None
+
+    @property
+    def first_step_s(self) -> Optional[float]:
+        """Wall time of this process's first step (compile, warm-up), from the step timer."""
+        timer = self.callback(StepTimer)
+        return timer.first_step_s if timer is not None else None
 
     # ------------------------------------------------------------------ checkpoints
     def checkpoint_payload(self, full: bool = True) -> dict:
-        if self._live_meter is not None:  # mid-epoch: captured here, not every step (each capture syncs)
+        if self.live_meter is not None:  # mid-epoch: captured here, not every step (each capture syncs)
             # all ranks' sums: on resume rank 0 carries them and the other ranks start from zero
-            self.state.train_meter = distributed.reduce_meter(self._live_meter).state_dict()
-            task_state = getattr(self.task, "state_dict", None)
-            self.state.task_state = task_state() if task_state is not None else None
+            self.state.train_meter = distributed.reduce_meter(self.live_meter).state_dict()
+            self.state.task_state = self.task.state_dict()
         payload = {"model": self.model.state_dict(), "config": self.cfg.to_dict(), "meta": self.meta,
                    "trainer": asdict(self.state)}
         if full:
             payload.update(optimizer=self.optimizer.state_dict(), schedule=self.schedule.state_dict(),
-                           scaler=self.scaler.state_dict(), rng=_rng_state())
-            if self.lookahead is not None:
-                payload["lookahead"] = self.lookahead.state_dict()
+                           scaler=self.scaler.state_dict(), rng=_rng_state(),
+                           callbacks=self.callbacks.state_dict())
         return payload
 
     def save(self, name: str, full: bool = True) -> Optional[Path]:
@@ -164,13 +160,11 @@ class Trainer:
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.schedule.load_state_dict(ckpt["schedule"])
         self.scaler.load_state_dict(ckpt["scaler"])
-        if self.lookahead is not None:
-            if "lookahead" not in ckpt:
-                raise ConfigError(f"{path} was written without train.lookahead_every; resume it with "
-                                  f"the same setting (train.lookahead_every=0)")
-            self.lookahead.load_state_dict(ckpt["lookahead"])
-        self.state = TrainState(**ckpt["trainer"])
+        trainer_state = dict(ckpt["trainer"])
+        self.callbacks.load_state_dict(_callback_states(ckpt, trainer_state), str(path))
+        self.state = TrainState(**trainer_state)
         _set_rng_state(ckpt["rng"])
+        self._resumed = True
         LOG.info("resumed from %s at epoch %d, batch %d, step %d", path, self.state.epoch + 1,
                  self.state.batch, self.state.step)
 
@@ -188,8 +182,9 @@ class Trainer:
         return rec
 
     # ------------------------------------------------------------------ training
-    def _train_step(self, batch: dict, meter, do_step: bool) -> bool:
-        """Forward/backward one batch; an optimizer step when ``do_step``. False if skipped."""
+    def train_step(self, batch: dict, meter, do_step: bool) -> bool:
+        """Forward/backward one batch; an optimizer step when ``do_step`` (then the step events run).
+        False if the batch was skipped. Public: the tools that time training steps call it."""
         tc = self.cfg.train
         with autocast(self.device, tc.precision):
             out = self.task.step(self.runner, batch, train=True)
@@ -215,8 +210,7 @@ class Trainer:
             self.optimizer.zero_grad(set_to_none=True)
             self.state.step += 1
             self.schedule.apply(self.state.step)
-            if self.lookahead is not None:
-                self.lookahead.after_step(self.model, self.state.step)
+            self.callbacks.step_end(self)
         return True
 
     def _nonfinite(self, loss: torch.Tensor) -> bool:
@@ -233,37 +227,28 @@ class Trainer:
             f"loss became {loss.item()} at epoch {s.epoch + 1}, batch {s.batch}, step {s.step}; {where}. "
             f"Lower optim.lr, set train.grad_clip, or train.on_nonfinite=skip_batch")
 
-    def _train_epoch(self, epoch: int, bar) -> tuple[dict, bool]:
+    def _train_epoch(self, epoch: int) -> tuple[dict, bool]:
         """Returns (train metrics, stopped_by_max_steps)."""
         tc, s = self.cfg.train, self.state
         loader = self.loaders["train"]
         meter = self.task.meter()
-        start_pass(self.task, train=True)
+        self.task.start_pass(True)
         if s.train_meter and distributed.is_main():
             meter.load_state_dict(s.train_meter, self.device)
         # under DDP the checkpoint holds rank 0's carried state (e.g. its streams' RNN hidden state);
         # the other ranks restart theirs from zero after a mid-epoch resume
-        if s.task_state is not None and hasattr(self.task, "load_state_dict") and distributed.is_main():
+        if s.task_state is not None and distributed.is_main():
             self.task.load_state_dict(s.task_state, self.device)
-        self._live_meter = meter
-        unit = throughput_unit(self.task)
+        self.live_meter, self.seen_in_epoch = meter, 0
         n_batches = len(loader)
         self.model.train()
         t0 = time.perf_counter()
-        seen = 0
         for batch in loader.iterate(epoch, start=s.batch):
             b = s.batch
             do_step = (b + 1) % tc.accumulate == 0 or b + 1 == n_batches
-            self._train_step(batch, meter, do_step)
-            if self.first_step_s is None:
-                self.first_step_s = round(time.perf_counter() - t0, 3)
-            s.batch = b + 1
-            seen += batch["targets"].numel()  # samples, or tokens for a [B, T] language-model batch
-            if bar is not None:
-                bar.update(1)
-                if s.batch % tc.log_every_steps == 0 or s.batch == n_batches:
-                    rate = seen / max(time.perf_counter() - t0, 1e-9)
-                    bar.set_postfix({"loss": f"{meter.compute()['loss']:.4f}", f"{unit}_s": f"{rate:,.0f}"})
+            s.batch = b + 1  # before the step, so its events see this batch as done
+            self.seen_in_epoch += batch["targets"].numel()  # samples, or tokens for a [B, T] LM batch
+            self.train_step(batch, meter, do_step)
             if do_step:
                 if tc.checkpoint_every_steps and s.step % tc.checkpoint_every_steps == 0 and s.batch < n_batches:
                     self.save("last.pt")
@@ -274,45 +259,27 @@ class Trainer:
         seconds = time.perf_counter() - t0
         stopped = bool(tc.max_steps and s.step >= tc.max_steps and s.batch < n_batches)
         result = distributed.reduce_meter(meter).compute()
-        seen = distributed.all_sum(seen)
-        result.update({"seconds": round(seconds, 3), f"{unit}_per_s": round(seen / max(seconds, 1e-9), 1)})
+        seen = distributed.all_sum(self.seen_in_epoch)
+        result.update({"seconds": round(seconds, 3), f"{self.task.unit}_per_s": round(seen / max(seconds, 1e-9), 1)})
         if s.skipped_batches:
             result["skipped_batches"] = s.skipped_batches
         return result, stopped
 
-    def _after_eval(self, epoch: int, evals: dict) -> bool:
-        """Best checkpoint, plateau and early stopping. Returns True when training should stop."""
-        s, tc = self.state, self.cfg.train
-        value = evals[self.monitor_split].get(self.monitor_key)
-        if value is None:
-            raise ConfigError(f"train.monitor={tc.monitor}: '{self.monitor_key}' is not a metric of this task "
-                              f"(have: {', '.join(k for k in evals[self.monitor_split] if k not in ('samples', 'tokens'))})")
-        self.schedule.observe(value)
-        improved = value == value and (s.best is None or (value > s.best if self.mode == "max" else value < s.best))
-        if improved:
-            s.best, s.best_epoch, s.bad_evals = value, epoch + 1, 0
-            self.save("best.pt", full=False)
-        else:
-            s.bad_evals += 1
-        patience = tc.early_stopping_patience
-        if patience is not None and s.bad_evals >= patience:
-            LOG.info("early stopping: %s did not improve for %d evaluation(s); best %.4f at epoch %s",
-                     tc.monitor, s.bad_evals, s.best, s.best_epoch)
-            return True
-        return False
-
     def fit(self) -> dict:
-        previous = _install_sigint(self)
+        previous = _install_signal_handlers(self)
         try:
             if self.run is not None:
                 purge = self.state.step + 1 if self.state.step else None  # drop TB events past the checkpoint
                 self.writer = MetricsWriter(self.run, self.cfg.run.tensorboard, purge_step=purge)
             return self._fit()
         finally:
-            if previous is not None:
-                signal.signal(signal.SIGINT, previous)
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
             if self.writer is not None:
                 self.writer.close()
+            progress = self.callback(ProgressBar)
+            if progress is not None:
+                progress.close()
 
     def _stop_interrupted(self) -> None:
         """Ctrl-C: finish the optimizer step in flight, save a resumable last.pt, then stop."""
@@ -324,26 +291,19 @@ class Trainer:
 
     def _fit(self) -> dict:
         tc, s = self.cfg.train, self.state
-        bar = _progress(self.cfg, len(self.loaders["train"]))
+        self.callbacks.fit_start(self, self._resumed)
         stop = s.epoch >= tc.epochs or bool(tc.max_steps and s.step >= tc.max_steps)
-        try:
-            while not stop:
-                epoch = s.epoch
-                if bar is not None:
-                    bar.reset(total=len(self.loaders["train"]))
-                    bar.update(s.batch)
-                    bar.set_description(f"epoch {epoch + 1}/{tc.epochs}")
-                train_metrics, stopped_early = self._train_epoch(epoch, bar)
-                stop = self._end_epoch(epoch, train_metrics, partial=stopped_early)
-        finally:
-            if bar is not None:
-                bar.close()
-        return self._final_test()
+        while not stop:
+            epoch = s.epoch
+            train_metrics, stopped_early = self._train_epoch(epoch)
+            stop = self._end_epoch(epoch, train_metrics, partial=stopped_early)
+        result = self._final_test()
+        self.callbacks.fit_end(self, result)
+        return result
 
     def _end_epoch(self, epoch: int, train_metrics: dict, partial: bool) -> bool:
         tc, s = self.cfg.train, self.state
-        if self.lookahead is not None and not partial:
-            self.lookahead.end_epoch(self.model)
+        self.callbacks.epoch_end(self, epoch, partial)
         self._record("train", epoch + 1, train_metrics)
         evals = {"train": train_metrics}
         splits = [sp for sp in ("valid", "test") if sp in self.loaders and (sp == "valid" or tc.eval_test)]
@@ -352,13 +312,13 @@ class Trainer:
             self._record(split, epoch + 1, evals[split])
         LOG.info("epoch %d%s: %s", epoch + 1, " (stopped at train.max_steps)" if partial else "",
                  "   ".join(f"{k} {format_metrics(self.task, v)}" for k, v in evals.items()))
-        # a train.max_steps stop mid-epoch is a pause: its evaluation is logged, but best.pt, the
-        # plateau schedule and early stopping move only at epoch ends, so a resumed run replays
+        # a train.max_steps stop mid-epoch is a pause: its evaluation is logged, but the callbacks move
+        # best.pt, the plateau schedule and early stopping only at epoch ends, so a resumed run replays
         # exactly what an uninterrupted one does
-        stop = partial or self._after_eval(epoch, evals)
+        stop = self.callbacks.eval_end(self, epoch, evals, partial) or partial
         if not partial:
             s.epoch, s.batch, s.train_meter, s.task_state = epoch + 1, 0, None, None
-            self._live_meter = None
+            self.live_meter = None
         stop = stop or s.epoch >= tc.epochs or bool(tc.max_steps and s.step >= tc.max_steps)
         self.save("last.pt")
         return stop
@@ -376,37 +336,55 @@ class Trainer:
             distributed.broadcast_module(self.model)
         result, meter = self.evaluate("test", keep_predictions=True)
         details = meter.details(self.meta.get("class_names"))
-        self._record("test", self.state.best_epoch or self.state.epoch, result,
-                     best_epoch=self.state.best_epoch, checkpoint="best.pt" if current is not None else "last")
+        best_epoch = self.best_epoch
+        self._record("test", best_epoch or self.state.epoch, result,
+                     best_epoch=best_epoch, checkpoint="best.pt" if current is not None else "last")
         if self.run is not None:
-            self.run.write_json("eval_test.json", {"split": "test", **result, **details,
-                                                   "best_epoch": self.state.best_epoch})
+            self.run.write_json("eval_test.json", {"split": "test", **result, **details, "best_epoch": best_epoch})
         if current is not None:
             self.model.load_state_dict(current)
-        LOG.info("test (best epoch %s): %s", self.state.best_epoch, format_metrics(self.task, result))
+        LOG.info("test (best epoch %s): %s", best_epoch, format_metrics(self.task, result))
         return result
 
 
-def _install_sigint(trainer: Trainer):
-    """First Ctrl-C asks the loop to stop at the next step boundary; a second one kills at once."""
+def _callback_states(ckpt: dict, trainer_state: dict) -> dict:
+    """The checkpoint's callback states; for a last.pt written before callbacks existed, rebuilt
+    from where that version kept them (monitor fields in "trainer", Lookahead at the top level).
+    Pops the legacy keys from ``trainer_state``."""
+    legacy = {k: trainer_state.pop(k) for k in _LEGACY_MONITOR_KEYS if k in trainer_state}
+    if "callbacks" in ckpt:
+        return ckpt["callbacks"]
+    states = {}
+    if legacy:
+        states["best_checkpoint"] = {"best": legacy.get("best"), "best_epoch": legacy.get("best_epoch")}
+        states["early_stopping"] = {**states["best_checkpoint"], "bad_evals": legacy.get("bad_evals", 0)}
+    if "lookahead" in ckpt:
+        states["lookahead"] = ckpt["lookahead"]
+    return states
+
+
+_STOP_SIGNALS = ("SIGINT", "SIGTERM", "SIGUSR1")  # Ctrl-C; what schedulers (Slurm, Kubernetes) send first
+
+
+def _install_signal_handlers(trainer: Trainer) -> dict:
+    """The first Ctrl-C (or SIGTERM / SIGUSR1) asks the loop to stop at the next step boundary and
+    save a resumable last.pt; a second one stops at once. Returns the handlers to restore."""
     if threading.current_thread() is not threading.main_thread():
-        return None
+        return {}
 
     def handler(signum, frame):
         if trainer._interrupted:
             raise KeyboardInterrupt
         trainer._interrupted = True
-        LOG.warning("Ctrl-C: stopping after this step and saving a checkpoint (press again to abort)")
+        LOG.warning("%s: stopping after this step and saving a checkpoint (press Ctrl-C again to abort)",
+                    signal.Signals(signum).name)
 
-    return signal.signal(signal.SIGINT, handler)
-
-
-def _progress(cfg: Config, total: int):
-    if not cfg.run.progress or not distributed.is_main():
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, unit="batch", dynamic_ncols=True, leave=False, disable=None)  # off when not a TTY
+    previous = {}
+    for name in _STOP_SIGNALS:
+        sig = getattr(signal, name, None)
+        if sig is not None:
+            previous[sig] = signal.signal(sig, handler)
+    return previous
 
 
 def _rng_state() -> dict:

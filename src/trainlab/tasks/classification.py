@@ -9,6 +9,7 @@ from torch import nn
 from ..config import TaskConfig
 from ..errors import DataError
 from ..registry import TASKS
+from .base import Task
 
 
 class ClassificationMeter:
@@ -86,14 +87,15 @@ def shift(x: torch.Tensor, d: int) -> torch.Tensor:
 
 
 @TASKS.register("classification")
-class ClassificationTask:
+class ClassificationTask(Task):
     """Turns a batch into {loss, outputs}; the Trainer never looks inside."""
 
+    metrics = {"loss": "min", "acc1": "max", "acc5": "max"}
     primary_metric = "acc1"
     log_metrics = ("acc1", "acc5")
 
     def __init__(self, cfg: TaskConfig, num_classes: int):
-        self.num_classes = num_classes
+        super().__init__(cfg, num_classes)
         self.label_smoothing = cfg.label_smoothing
         self.tta = getattr(cfg, "tta", "none")
 

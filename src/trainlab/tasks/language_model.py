@@ -17,6 +17,7 @@ from torch import nn
 
 from ..config import TaskConfig
 from ..registry import TASKS
+from .base import Task
 
 
 def detach_state(state):
@@ -68,14 +69,16 @@ class LMMeter:
 
 
 @TASKS.register("language_model")
-class LanguageModelTask:
+class LanguageModelTask(Task):
     """Next-token prediction over [B, T] windows; the model returns (logits, state)."""
 
+    metrics = {"loss": "min", "ppl": "min"}
     primary_metric = "ppl"
     log_metrics = ("ppl",)
     unit = "tokens"
 
     def __init__(self, cfg: TaskConfig, num_classes: int):
+        super().__init__(cfg, num_classes)
         self.vocab_size = num_classes
         self.label_smoothing = cfg.label_smoothing
         self._state = {True: None, False: None}  # by ``train``: a pass in each mode keeps its own

@@ -1,0 +1,113 @@
+"""The one build path: config (+ optional model / datasets objects) -> data, model, task, Trainer.
+
+Every tool that trains, evaluates or times a model builds it here (``api.train``,
+``api.evaluate``, ``trainlab bench devices``, ``trainlab diff``, the scripts in benchmarks/), so
+none repeats dataset -> model -> task -> Trainer by hand and all of them measure what
+``trainlab train`` runs. The runtime (threads, device, allocator, determinism) is set first by
+``engine.runtime.setup_runtime``.
+
+    cfg = trainlab.config.load("recipes/mnist.yaml", ["train.epochs=1"])
+    device = setup_runtime(cfg)
+    parts = build_parts(cfg, device)          # loaders, model, task, meta
+    trainer = build_trainer(parts)            # Trainer(cfg, model, task, loaders, ...)
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Optional
+
+import torch
+from torch import nn
+
+from . import registry
+from .config import Config
+from .errors import ConfigError, DataError
+
+LOG = logging.getLogger("trainlab")
+SPLITS = ("train", "valid", "test")
+
+
+@dataclass
+class Parts:
+    """What a run is made of, before the Trainer."""
+
+    cfg: Config
+    device: torch.device
+    loaders: dict                   # split -> loader with ``iterate(epoch, start)`` and ``len``
+    model: nn.Module
+    task: object                    # a tasks.base.Task
+    num_classes: int
+    meta: dict                      # what checkpoints keep: shapes, statistics, class names, task, ...
+    split_indices: dict = field(default_factory=dict)
+    data_s: float = 0.0             # seconds spent building the data
+    bundle: object = None           # the data bundle (None for datasets passed as objects)
+
+
+def _dataset_loaders(cfg: Config, datasets: dict, device) -> dict:
+    from .data import DatasetLoader
+
+    unknown = [k for k in datasets if k not in SPLITS]
+    if unknown or "train" not in datasets:
+        raise DataError(f"datasets must be a dict with 'train' (and optionally 'valid', 'test'); got {list(datasets)}")
+    eval_bs = cfg.data.eval_batch_size or 4 * cfg.data.batch_size
+    return {k: DatasetLoader(d, cfg.data.batch_size if k == "train" else eval_bs, shuffle=k == "train",
+                             seed=cfg.train.seed, device=device, num_workers=cfg.data.num_workers)
+            for k, d in datasets.items()}
+
+
+def _from_datasets(cfg: Config, datasets: dict, class_names, device):
+    loaders = _dataset_loaders(cfg, datasets, device)
+    first_x, _ = datasets["train"][0]
+    input_shape = tuple(torch.as_tensor(first_x).shape)
+    if not class_names:
+        raise ConfigError("pass class_names=[...] when passing datasets directly")
+    inferred = {"in_channels": input_shape[0], "input_size": list(input_shape[1:]), "num_classes": len(class_names)}
+    meta = {"input_shape": list(input_shape), "class_names": list(class_names)}
+    return loaders, len(class_names), inferred, meta, {}, None
+
+
+def _from_recipe(cfg: Config, device, data_meta: Optional[dict]):
+    from .data import build_data
+
+    bundle = build_data(cfg.data, meta=data_meta)
+    loaders = bundle.make_loaders(cfg, device)
+    LOG.info("data %s from %s: %s", cfg.data.name, bundle.source, bundle.describe())
+    return loaders, bundle.num_classes, bundle.model_kwargs(), bundle.info(), bundle.split_indices, bundle
+
+
+def build_parts(cfg: Config, device: torch.device, model: Optional[nn.Module] = None,
+                datasets: Optional[dict] = None, class_names: Optional[list] = None,
+                data_meta: Optional[dict] = None) -> Parts:
+    """Data (the recipe's, or ``datasets`` objects), the model (the recipe's, or ``model``), the
+    task. ``data_meta``: a checkpoint's data facts (training statistics, vocabulary, class names),
+    so evaluation rebuilds inputs exactly as training saw them."""
+    from .engine.callbacks import check_spec
+
+    for i, spec in enumerate(cfg.train.callbacks):  # before the data is built: a typo costs nothing
+        check_spec(spec, f"train.callbacks[{i}]")
+    t0 = time.perf_counter()
+    if datasets is not None:
+        loaders, num_classes, inferred, meta, split_indices, bundle = _from_datasets(cfg, datasets, class_names, device)
+    else:
+        loaders, num_classes, inferred, meta, split_indices, bundle = _from_recipe(cfg, device, data_meta)
+    data_s = time.perf_counter() - t0
+    if model is None:
+        from .models import build_model
+
+        model = build_model(cfg.model, inferred=inferred)
+    task = registry.TASKS.create(cfg.task.name, cfg.task, num_classes)
+    task.direction(cfg.train.monitor)  # a monitor the task does not declare stops here, before training
+    meta = {**meta, "num_classes": num_classes, "task": cfg.task.name, "task_metrics": task.describe(),
+            "model_kwargs": inferred, "model_class": type(model).__module__ + ":" + type(model).__qualname__}
+    return Parts(cfg, device, loaders, model, task, num_classes, meta, split_indices, data_s, bundle)
+
+
+def build_trainer(parts: Parts, run=None, callbacks: Optional[list] = None, splits=None):
+    """The Trainer over ``parts`` (``splits``: the loaders to give it, default all)."""
+    from .engine.trainer import Trainer
+
+    loaders = parts.loaders if splits is None else {k: v for k, v in parts.loaders.items() if k in splits}
+    return Trainer(parts.cfg, parts.model, parts.task, loaders, parts.device, run, parts.meta, callbacks)
