@@ -21,8 +21,8 @@ import torch
 import torch.nn.functional as F
 
 from trainlab import config as config_mod
-from trainlab.api import make_loaders
-from trainlab.data import build_data
+from trainlab.build import build_parts
+from trainlab.engine.runtime import setup_runtime
 from trainlab.models import build_model
 
 SHARED = Path(os.environ.get("TRAINLAB_SHARED_DATA", Path(__file__).resolve().parent.parent.parent / "shared" / "data"))
@@ -70,11 +70,10 @@ def bench(name: str, args, cache_dir: str) -> dict:
     cfg = config_mod.load({"data": {"name": data_name, "root": str(root), "size": args.size, "batch_size": args.batch,
                                     "valid_fraction": 0.0, "hflip": True, "random_resized_crop": True,
                                     "cache_dir": cache_dir}, "model": {"name": "resnet18"}})
-    t0 = time.perf_counter()
-    bundle = build_data(cfg.data)
-    decode_s = time.perf_counter() - t0
-    device = torch.device(args.device)
-    loader = make_loaders(cfg, bundle, device)["train"]
+    cfg.train.device = args.device
+    device = setup_runtime(cfg, distributed_ok=False)  # the threads and allocator `trainlab train` uses
+    parts = build_parts(cfg, device)
+    bundle, decode_s, loader = parts.bundle, parts.data_s, parts.loaders["train"]
     ours = forever(lambda e: ((b["inputs"], b["targets"]) for b in loader.iterate(e)))
     ref_loader, n_cls = reference_loader(folder, args.size, args.batch, args.workers, device.type == "cuda")
     ref = forever(lambda e: iter(ref_loader))

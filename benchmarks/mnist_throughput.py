@@ -21,8 +21,8 @@ import torch.nn.functional as F
 
 import trainlab
 from trainlab import config as config_mod
-from trainlab.api import make_loaders
-from trainlab.data import build_data
+from trainlab.build import build_parts
+from trainlab.engine.runtime import setup_runtime
 from trainlab.models import build_model
 from trainlab.speedrun.reference import torchvision_mnist
 
@@ -57,12 +57,11 @@ def main() -> None:
     args = ap.parse_args()
 
     cfg = config_mod.load(REPO / "recipes" / "mnist.yaml", [f"data.root={args.root}"])
+    device = setup_runtime(cfg, distributed_ok=False)  # the threads and allocator `trainlab train` uses
     torch.manual_seed(0)
-    device = torch.device("cpu")
-    t0 = time.perf_counter()
-    bundle = build_data(cfg.data)
-    decode_s = time.perf_counter() - t0
-    loader = make_loaders(cfg, bundle, device)["train"]
+    parts = build_parts(cfg, device)
+    decode_s = parts.data_s
+    loader = parts.loaders["train"]
 
     def trainlab_batches():
         epoch = 0

@@ -20,10 +20,9 @@ from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
-from trainlab import config as config_mod, registry  # noqa: E402
-from trainlab.data import build_data  # noqa: E402
-from trainlab.engine import Trainer, resolve_device  # noqa: E402
-from trainlab.models import build_model  # noqa: E402
+from trainlab import config as config_mod  # noqa: E402
+from trainlab.build import build_parts, build_trainer  # noqa: E402
+from trainlab.engine.runtime import setup_runtime  # noqa: E402
 
 
 def main() -> None:
@@ -36,18 +35,13 @@ def main() -> None:
     args = ap.parse_args()
 
     cfg = config_mod.load(args.recipe, args.overrides)
-    if cfg.train.threads:
-        torch.set_num_threads(cfg.train.threads)
-    device = resolve_device(cfg.train.device)
+    device = setup_runtime(cfg, distributed_ok=False)  # the threads and allocator `trainlab train` uses
     torch.manual_seed(cfg.train.seed)
-    bundle = build_data(cfg.data)
-    loaders = bundle.make_loaders(cfg, device)
-    model = build_model(cfg.model, inferred=bundle.model_kwargs())
-    task = registry.TASKS.create(cfg.task.name, cfg.task, bundle.num_classes)
-    trainer = Trainer(cfg, model, task, loaders, device)
+    parts = build_parts(cfg, device)
+    trainer = build_trainer(parts)
     trainer.model.train()
-    meter = task.meter()
-    batches = loaders["train"].iterate(0)
+    meter = parts.task.meter()
+    batches = parts.loaders["train"].iterate(0)
     data_s = step_s = 0.0
     for i in range(args.warmup + args.steps):
         if i == args.warmup:

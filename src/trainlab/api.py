@@ -11,7 +11,6 @@ passed directly from a notebook instead of naming them in the recipe.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path

@@ -252,6 +252,8 @@ class ProgressBar(Callback):
         self._t0, self._start_batch = time.perf_counter(), s.batch
 
     def on_step_end(self, trainer):
+        if self.bar is None:  # a tool calling Trainer.train_step outside fit
+            return
         s, n = trainer.state, len(trainer.loaders["train"])
         self.bar.update(s.batch - self.bar.n)
         if s.step % trainer.cfg.train.log_every_steps == 0 or s.batch == n:
@@ -262,7 +264,7 @@ class ProgressBar(Callback):
                                       f"{trainer.task.unit}_s": f"{rate:,.0f}"})
 
     def on_epoch_end(self, trainer, epoch, partial):
-        if not partial and epoch + 1 < trainer.cfg.train.epochs:
+        if self.bar is not None and not partial and epoch + 1 < trainer.cfg.train.epochs:
             self.bar.set_description(f"epoch {epoch + 2}/{trainer.cfg.train.epochs}")
             self.bar.reset(total=len(trainer.loaders["train"]))
             self._t0 = time.perf_counter()

@@ -38,6 +38,8 @@ class Lookahead(Callback):
             self.total = max(1, trainer.total_steps)
 
     def on_step_end(self, trainer):
+        if self.start is None or self.total is None:  # a tool calling Trainer.train_step outside fit
+            self.on_fit_start(trainer, False)
         self.after_step(trainer.model, trainer.state.step)
 
     def on_epoch_end(self, trainer, epoch, partial):

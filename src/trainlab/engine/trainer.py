@@ -14,9 +14,8 @@ from __future__ import annotations
 import logging
 import math
 import signal
-import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Optional
 
@@ -27,48 +26,16 @@ from ..config import Config
 from ..errors import ConfigError, NonFiniteLossError
 from ..tracking import MetricsWriter, RunDir
 from . import distributed
-from .callbacks import (BestCheckpoint, Callback, CallbackList, EarlyStopping, ProgressBar, ReduceOnPlateau,
-                        StepTimer, from_spec)
+from ._loop_state import (TrainState, callback_states, install_signal_handlers, rng_state, set_rng_state,
+                          standard_callbacks)
+from .callbacks import BestCheckpoint, Callback, CallbackList, ProgressBar, StepTimer
 from .checkpoint import load_checkpoint, load_model_state, remove_stale_temp_files, save_checkpoint
 from .device import autocast
 from .evaluate import evaluate_model, format_metrics
-from .lookahead import Lookahead
 from .optim import build_optimizer
 from .schedules import Schedule
 
 LOG = logging.getLogger("trainlab")
-
-
-@dataclass
-class TrainState:
-    epoch: int = 0          # epoch in progress (0-based)
-    batch: int = 0          # next batch index within that epoch
-    step: int = 0           # optimizer steps taken
-    skipped_batches: int = 0
-    train_meter: Optional[dict] = None  # running sums of a partly done epoch
-    task_state: Optional[dict] = None   # the task's carried state in a partly done epoch (e.g. RNN hidden)
-
-
-_LEGACY_MONITOR_KEYS = ("best", "best_epoch", "bad_evals")  # TrainState fields before callbacks held them
-
-
-def standard_callbacks(cfg: Config) -> list[Callback]:
-    """The callbacks the settings ask for, in the order they run: Lookahead first (it changes the
-    weights the others see), then best.pt, early stopping, plateau, progress, timing, and last
-    the recipe's ``train.callbacks``."""
-    tc = cfg.train
-    out: list[Callback] = []
-    if tc.lookahead_every:
-        out.append(Lookahead(tc.lookahead_every, tc.lookahead_decay, start_epoch=tc.lookahead_start_epoch))
-    out.append(BestCheckpoint())
-    if tc.early_stopping_patience is not None:
-        out.append(EarlyStopping(tc.early_stopping_patience))
-    if cfg.schedule.name == "plateau":
-        out.append(ReduceOnPlateau())
-    if cfg.run.progress and distributed.is_main():
-        out.append(ProgressBar())
-    out.append(StepTimer())
-    return out + [from_spec(spec, f"train.callbacks[{i}]") for i, spec in enumerate(tc.callbacks)]
 
 
 class Trainer:
@@ -136,7 +103,7 @@ class Trainer:
                    "trainer": asdict(self.state)}
         if full:
             payload.update(optimizer=self.optimizer.state_dict(), schedule=self.schedule.state_dict(),
-                           scaler=self.scaler.state_dict(), rng=_rng_state(),
+                           scaler=self.scaler.state_dict(), rng=rng_state(),
                            callbacks=self.callbacks.state_dict())
         return payload
 
@@ -161,9 +128,9 @@ class Trainer:
         self.schedule.load_state_dict(ckpt["schedule"])
         self.scaler.load_state_dict(ckpt["scaler"])
         trainer_state = dict(ckpt["trainer"])
-        self.callbacks.load_state_dict(_callback_states(ckpt, trainer_state), str(path))
+        self.callbacks.load_state_dict(callback_states(ckpt, trainer_state), str(path))
         self.state = TrainState(**trainer_state)
-        _set_rng_state(ckpt["rng"])
+        set_rng_state(ckpt["rng"])
         self._resumed = True
         LOG.info("resumed from %s at epoch %d, batch %d, step %d", path, self.state.epoch + 1,
                  self.state.batch, self.state.step)
@@ -266,7 +233,7 @@ class Trainer:
         return result, stopped
 
     def fit(self) -> dict:
-        previous = _install_signal_handlers(self)
+        previous = install_signal_handlers(self)
         try:
             if self.run is not None:
                 purge = self.state.step + 1 if self.state.step else None  # drop TB events past the checkpoint
@@ -345,56 +312,3 @@ class Trainer:
             self.model.load_state_dict(current)
         LOG.info("test (best epoch %s): %s", best_epoch, format_metrics(self.task, result))
         return result
-
-
-def _callback_states(ckpt: dict, trainer_state: dict) -> dict:
-    """The checkpoint's callback states; for a last.pt written before callbacks existed, rebuilt
-    from where that version kept them (monitor fields in "trainer", Lookahead at the top level).
-    Pops the legacy keys from ``trainer_state``."""
-    legacy = {k: trainer_state.pop(k) for k in _LEGACY_MONITOR_KEYS if k in trainer_state}
-    if "callbacks" in ckpt:
-        return ckpt["callbacks"]
-    states = {}
-    if legacy:
-        states["best_checkpoint"] = {"best": legacy.get("best"), "best_epoch": legacy.get("best_epoch")}
-        states["early_stopping"] = {**states["best_checkpoint"], "bad_evals": legacy.get("bad_evals", 0)}
-    if "lookahead" in ckpt:
-        states["lookahead"] = ckpt["lookahead"]
-    return states
-
-
-_STOP_SIGNALS = ("SIGINT", "SIGTERM", "SIGUSR1")  # Ctrl-C; what schedulers (Slurm, Kubernetes) send first
-
-
-def _install_signal_handlers(trainer: Trainer) -> dict:
-    """The first Ctrl-C (or SIGTERM / SIGUSR1) asks the loop to stop at the next step boundary and
-    save a resumable last.pt; a second one stops at once. Returns the handlers to restore."""
-    if threading.current_thread() is not threading.main_thread():
-        return {}
-
-    def handler(signum, frame):
-        if trainer._interrupted:
-            raise KeyboardInterrupt
-        trainer._interrupted = True
-        LOG.warning("%s: stopping after this step and saving a checkpoint (press Ctrl-C again to abort)",
-                    signal.Signals(signum).name)
-
-    previous = {}
-    for name in _STOP_SIGNALS:
-        sig = getattr(signal, name, None)
-        if sig is not None:
-            previous[sig] = signal.signal(sig, handler)
-    return previous
-
-
-def _rng_state() -> dict:
-    state = {"torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict) -> None:
-    torch.set_rng_state(state["torch"].cpu())
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all([t.cpu() for t in state["cuda"]])
