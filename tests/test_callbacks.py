@@ -145,7 +145,7 @@ class ErrorMeter(ClassificationMeter):
         return {"loss": out["loss"], "err": 1.0 - out["acc1"], "samples": out["samples"]}
 
 
-@TASKS.register("error_rate")
+@TASKS.register("error_rate_test")
 class ErrorRate(ClassificationTask):
     """A task whose headline metric is lower-is-better and whose name no suffix rule knows."""
 
@@ -158,7 +158,7 @@ class ErrorRate(ClassificationTask):
 
 
 def _err_run(path, lr):
-    return trainlab.train(tiny_recipe(path, task={"name": "error_rate"},
+    return trainlab.train(tiny_recipe(path, task={"name": "error_rate_test"},
                                       train={"epochs": 4, "monitor": "valid.err"}, optim={"lr": lr}))
 
 
@@ -187,7 +187,7 @@ def test_a_declared_lower_is_better_metric_drives_best_checkpoint_and_ranking(tm
 
 def test_a_monitor_the_task_does_not_declare_stops_before_training(tmp_path):
     with pytest.raises(ConfigError, match="'acc1' is not a metric of task ErrorRate"):
-        trainlab.train(tiny_recipe(tmp_path / "run", task={"name": "error_rate"}))
+        trainlab.train(tiny_recipe(tmp_path / "run", task={"name": "error_rate_test"}))
     assert not (tmp_path / "run" / "metrics.jsonl").exists()
 
 
