@@ -107,12 +107,13 @@ def test_killed_run_resumes_to_the_same_metrics(tmp_path):
     assert _strip(read_metrics(resumed.dir)) == _strip(full.metrics)
 
 
-def test_ctrl_c_saves_a_resumable_checkpoint_and_exits_cleanly(tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])  # Ctrl-C; what job schedulers send first
+def test_ctrl_c_saves_a_resumable_checkpoint_and_exits_cleanly(tmp_path, sig):
     run_dir = tmp_path / "interrupted"
     common = {"train": {"epochs": 6}, "data": {"max_samples": 512}}
     proc = _start_cli_run(tmp_path, run_dir, common)
     _wait_for(run_dir / "metrics.jsonl", proc)  # opened when fit() starts: training is under way
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
     assert "resume with" in err and "Traceback" not in err

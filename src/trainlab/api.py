@@ -154,30 +154,45 @@ def _train(cfg: Config, device, model, datasets, class_names, callbacks, argv) -
                   "first_step_s": trainer.first_step_s, "init_s": init_s}
         run.write_json("timing.json", timing)
     finally:
-        logging.getLogger("trainlab").removeHandler(handler)
-        handler.close()
+        RunDir.detach_log(handler)
     return Run(run.path, cfg, read_metrics(run.path), test, timing)
 
 
 # ---------------------------------------------------------------------- checkpoints in use
-def load(checkpoint: str | Path, device: str = "cpu") -> nn.Module:
-    """A checkpoint -> its model in eval mode, with ``.class_names``, ``.trainlab_config``, ``.trainlab_meta``."""
+def load(checkpoint: str | Path, device: str = "cpu", model: nn.Module | None = None) -> nn.Module:
+    """A checkpoint -> its model in eval mode, with ``.class_names``, ``.trainlab_config``, ``.trainlab_meta``.
+
+    ``model``: an object to load the weights into, for a model that was passed to ``train`` from
+    Python (its constructor arguments are not in the checkpoint)."""
     ckpt = load_checkpoint(checkpoint, map_location="cpu")
     if "config" not in ckpt or "model" not in ckpt:
         raise CheckpointError(f"{checkpoint}: not a trainlab checkpoint (no config/model entries)")
     cfg = config_mod.from_dict(ckpt["config"])
     meta = ckpt.get("meta", {})
-    search = [Path(checkpoint).resolve().parent.parent.parent]  # a custom module beside the runs folder
-    if "model_kwargs" in meta:
-        model = build_model(cfg.model, inferred=meta["model_kwargs"], search_dirs=search, from_checkpoint=True)
-    else:  # checkpoints written before model_kwargs was recorded
-        model = build_model(cfg.model, meta.get("num_classes"), meta.get("input_shape"), search_dirs=search,
-                            from_checkpoint=True)
-    load_model_state(model, ckpt["model"], str(checkpoint))
+    given = meta.get("model_source") == "python"
+    hint = (f"; this checkpoint holds a {meta.get('model_class')} passed to trainlab.train from Python: reload it "
+            f"with trainlab.load({str(checkpoint)!r}, model=YourModel(...)) built as it was for training") if given else ""
+    try:
+        if model is None:
+            model = _model_for(cfg, meta, checkpoint)
+        load_model_state(model, ckpt["model"], str(checkpoint))
+    except (ConfigError, CheckpointError) as e:
+        if not hint:
+            raise
+        raise CheckpointError(f"{e}{hint}") from None
     model.class_names = meta.get("class_names")
     model.trainlab_config = cfg
     model.trainlab_meta = meta
     return model.to(resolve_device(device)).eval()
+
+
+def _model_for(cfg: Config, meta: dict, checkpoint) -> nn.Module:
+    search = [Path(checkpoint).resolve().parent.parent.parent]  # a custom module beside the runs folder
+    if "model_kwargs" in meta:
+        return build_model(cfg.model, inferred=meta["model_kwargs"], search_dirs=search, from_checkpoint=True)
+    # checkpoints written before model_kwargs was recorded
+    return build_model(cfg.model, meta.get("num_classes"), meta.get("input_shape"), search_dirs=search,
+                       from_checkpoint=True)
 
 
 def evaluate(checkpoint: str | Path, *overrides: str, split: str = "test", out: str | Path | None = None) -> dict:

@@ -94,15 +94,29 @@ def build_parts(cfg: Config, device: torch.device, model: Optional[nn.Module] = 
     else:
         loaders, num_classes, inferred, meta, split_indices, bundle = _from_recipe(cfg, device, data_meta)
     data_s = time.perf_counter() - t0
+    source = "recipe"
     if model is None:
         from .models import build_model
 
         model = build_model(cfg.model, inferred=inferred)
+    elif data_meta is None:  # a model object handed to train(): record what is really trained
+        source = "python"
+        record_given_model(cfg, model)
     task = registry.TASKS.create(cfg.task.name, cfg.task, num_classes)
     task.direction(cfg.train.monitor)  # a monitor the task does not declare stops here, before training
     meta = {**meta, "num_classes": num_classes, "task": cfg.task.name, "task_metrics": task.describe(),
-            "model_kwargs": inferred, "model_class": type(model).__module__ + ":" + type(model).__qualname__}
+            "model_kwargs": inferred, "model_class": type(model).__module__ + ":" + type(model).__qualname__,
+            "model_source": source}
     return Parts(cfg, device, loaders, model, task, num_classes, meta, split_indices, data_s, bundle)
+
+
+def record_given_model(cfg: Config, model: nn.Module) -> None:
+    """config.yaml must name the model that was trained, not the recipe's: its class's import path
+    (its constructor arguments are the caller's and unknown, so ``trainlab.load`` may need the
+    object again: ``trainlab.load(ckpt, model=MyNet(...))``, which its error message says)."""
+    cls = type(model)
+    cfg.model.class_path = f"{cls.__module__}:{cls.__qualname__}"
+    cfg.model.init_args = {}
 
 
 def build_trainer(parts: Parts, run=None, callbacks: Optional[list] = None, splits=None):

@@ -30,6 +30,7 @@ from __future__ import annotations
 import importlib
 import logging
 import re
+import sys
 import time
 from typing import Any, Optional
 
@@ -154,28 +155,43 @@ def monitored(trainer, evals: dict) -> float:
 @CALLBACKS.register("best_checkpoint")
 class BestCheckpoint(Callback):
     """Writes best.pt (weights, config, metadata) whenever ``train.monitor`` improves at an epoch
-    end. A train.max_steps stop mid-epoch is a pause, not an epoch end, so it moves nothing."""
+    end. A train.max_steps stop mid-epoch is a pause, not an epoch end, so it ranks nothing; but a
+    run paused before any epoch ended still leaves a best.pt, of its current weights, and says so
+    (``best_step``), so the commands that read best.pt work on every run that ended."""
 
     name = "best_checkpoint"
 
     def __init__(self):
         self.best: Optional[float] = None
         self.best_epoch: Optional[int] = None
+        self.best_step: Optional[int] = None  # set when best.pt holds a pause's weights, no epoch's
 
     def on_eval_end(self, trainer, epoch, evals, partial):
         if partial:
+            if self.best_epoch is None:
+                self.best_step = trainer.state.step
+                trainer.save("best.pt", full=False)
             return None
         value = monitored(trainer, evals)
         if better(value, self.best, trainer.mode):
-            self.best, self.best_epoch = value, epoch + 1
+            self.best, self.best_epoch, self.best_step = value, epoch + 1, None
             trainer.save("best.pt", full=False)
         return None
 
+    def describe(self) -> str:
+        """Which weights best.pt holds, in words."""
+        if self.best_epoch is not None:
+            return f"best checkpoint, epoch {self.best_epoch}"
+        if self.best_step is not None:
+            return f"weights at step {self.best_step}: train.max_steps ended before the first epoch end"
+        return "last weights"
+
     def state_dict(self):
-        return {"best": self.best, "best_epoch": self.best_epoch}
+        return {"best": self.best, "best_epoch": self.best_epoch, "best_step": self.best_step}
 
     def load_state_dict(self, state):
         self.best, self.best_epoch = state["best"], state["best_epoch"]
+        self.best_step = state.get("best_step")
 
 
 @CALLBACKS.register("early_stopping")
@@ -228,46 +244,59 @@ class ReduceOnPlateau(Callback):
 
 @CALLBACKS.register("progress")
 class ProgressBar(Callback):
-    """A tqdm bar per epoch with the running loss and throughput (off when stderr is not a TTY)."""
+    """On a terminal: a tqdm bar per epoch with the running loss and throughput. Elsewhere (a log
+    file, a notebook's captured output, a batch job): a log line about every tenth of an epoch
+    (at least ``train.log_every_steps`` batches apart), which train.log keeps too."""
 
     name = "progress"
 
-    def __init__(self):
+    def __init__(self, terminal: Optional[bool] = None):
+        self.terminal = terminal  # None: decided at fit start from stderr
         self.bar = None
-        self._t0 = 0.0
-        self._start_batch = 0
+        self._t0, self._t0_epoch = 0.0, 0
+        self._logged = 0  # the batch count of the last progress line
 
     def on_fit_start(self, trainer, resumed):
-        from tqdm.auto import tqdm
+        if self.terminal is None:
+            self.terminal = sys.stderr.isatty()
+        if self.terminal:
+            from tqdm.auto import tqdm
 
-        self.bar = tqdm(total=len(trainer.loaders["train"]), unit="batch", dynamic_ncols=True, leave=False,
-                        disable=None)  # disable=None: off when not a TTY
-        self._start_epoch(trainer)
+            self.bar = tqdm(total=len(trainer.loaders["train"]), unit="batch", dynamic_ncols=True, leave=False)
+            self.bar.update(trainer.state.batch)
+            self.bar.set_description(f"epoch {trainer.state.epoch + 1}/{trainer.cfg.train.epochs}")
+        self._t0, self._logged, self._t0_epoch = time.perf_counter(), trainer.state.batch, trainer.state.epoch
 
-    def _start_epoch(self, trainer) -> None:
-        s = trainer.state
-        self.bar.reset(total=len(trainer.loaders["train"]))
-        self.bar.update(s.batch)
-        self.bar.set_description(f"epoch {s.epoch + 1}/{trainer.cfg.train.epochs}")
-        self._t0, self._start_batch = time.perf_counter(), s.batch
+    def _interval(self, trainer) -> int:
+        return max(trainer.cfg.train.log_every_steps, -(-len(trainer.loaders["train"]) // 10))
 
     def on_step_end(self, trainer):
-        if self.bar is None:  # a tool calling Trainer.train_step outside fit
+        if self.terminal is None:  # a tool calling Trainer.train_step outside fit
             return
         s, n = trainer.state, len(trainer.loaders["train"])
-        self.bar.update(s.batch - self.bar.n)
-        if s.step % trainer.cfg.train.log_every_steps == 0 or s.batch == n:
-            meter = trainer.live_meter
-            rate = trainer.seen_in_epoch / max(time.perf_counter() - self._t0, 1e-9)
-            if meter is not None:
-                self.bar.set_postfix({"loss": f"{meter.compute()['loss']:.4f}",
-                                      f"{trainer.task.unit}_s": f"{rate:,.0f}"})
+        if s.epoch != self._t0_epoch:  # the first step of an epoch: the evaluations are not throughput
+            self._t0, self._t0_epoch = time.perf_counter(), s.epoch
+        if self.bar is not None:
+            self.bar.update(s.batch - self.bar.n)
+            if s.step % trainer.cfg.train.log_every_steps == 0 or s.batch == n:
+                self.bar.set_postfix(self._status(trainer))
+        elif s.batch // self._interval(trainer) > self._logged // self._interval(trainer) and s.batch < n:
+            self._logged = s.batch
+            status = "  ".join(f"{k} {v}" for k, v in self._status(trainer).items())
+            LOG.info("epoch %d/%d  batch %d/%d (%d%%)  %s", s.epoch + 1, trainer.cfg.train.epochs, s.batch, n,
+                     100 * s.batch // n, status)
+
+    def _status(self, trainer) -> dict:
+        rate = trainer.seen_in_epoch / max(time.perf_counter() - self._t0, 1e-9)
+        meter = trainer.live_meter
+        loss = f"{meter.compute()['loss']:.4f}" if meter is not None else "?"
+        return {"loss": loss, f"{trainer.task.unit}_s": f"{rate:,.0f}"}
 
     def on_epoch_end(self, trainer, epoch, partial):
+        self._logged = 0
         if self.bar is not None and not partial and epoch + 1 < trainer.cfg.train.epochs:
             self.bar.set_description(f"epoch {epoch + 2}/{trainer.cfg.train.epochs}")
             self.bar.reset(total=len(trainer.loaders["train"]))
-            self._t0 = time.perf_counter()
 
     def on_fit_end(self, trainer, result):
         self.close()

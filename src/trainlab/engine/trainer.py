@@ -303,12 +303,16 @@ class Trainer:
             distributed.broadcast_module(self.model)
         result, meter = self.evaluate("test", keep_predictions=True)
         details = meter.details(self.meta.get("class_names"))
+        best = self.callback(BestCheckpoint)
         best_epoch = self.best_epoch
-        self._record("test", best_epoch or self.state.epoch, result,
-                     best_epoch=best_epoch, checkpoint="best.pt" if current is not None else "last")
+        which = {"best_epoch": best_epoch, "checkpoint": "best.pt" if current is not None else "last",
+                 "weights": best.describe() if best is not None and current is not None else "last weights"}
+        self._record("test", best_epoch or self.state.epoch, result, **which)
+        if best is not None and best.best_step is not None and best_epoch is None:
+            which["best_step"] = best.best_step  # not in metrics.jsonl, where numbers are metrics
         if self.run is not None:
-            self.run.write_json("eval_test.json", {"split": "test", **result, **details, "best_epoch": best_epoch})
+            self.run.write_json("eval_test.json", {"split": "test", **result, **details, **which})
         if current is not None:
             self.model.load_state_dict(current)
-        LOG.info("test (best epoch %s): %s", best_epoch, format_metrics(self.task, result))
+        LOG.info("test (%s): %s", which["weights"], format_metrics(self.task, result))
         return result

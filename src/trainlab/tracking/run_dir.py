@@ -51,10 +51,22 @@ class RunDir:
         return p
 
     def attach_log(self) -> logging.Handler:
+        """train.log gets the run's INFO lines also from the Python API, where nobody set up logging
+        (the logger's level is then raised to INFO for the run; ``detach_log`` puts it back)."""
         handler = logging.FileHandler(self.path / "train.log", encoding="utf-8")
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
+        handler.setLevel(logging.INFO)
+        handler.previous_level = LOG.level
+        if LOG.getEffectiveLevel() > logging.INFO:
+            LOG.setLevel(logging.INFO)
         LOG.addHandler(handler)
         return handler
+
+    @staticmethod
+    def detach_log(handler: logging.Handler) -> None:
+        LOG.removeHandler(handler)
+        LOG.setLevel(getattr(handler, "previous_level", LOG.level))
+        handler.close()
 
 
 class MetricsWriter:

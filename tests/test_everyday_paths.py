@@ -1,0 +1,86 @@
+"""Everyday paths that used to break: a max_steps run's best.pt, a model passed from Python,
+progress where stderr is not a terminal."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from torch import nn
+
+import trainlab
+from conftest import tiny_recipe
+
+
+def test_a_run_stopped_by_max_steps_before_an_epoch_end_leaves_best_pt(tmp_path):
+    run = trainlab.train(tiny_recipe(tmp_path / "run", train={"epochs": 5, "max_steps": 3}))
+    assert run.best_checkpoint.exists()
+    final = run.metrics[-1]
+    assert final["checkpoint"] == "best.pt" and final["best_epoch"] is None
+    assert final["weights"] == "weights at step 3: train.max_steps ended before the first epoch end"
+    assert json.loads((run.dir / "eval_test.json").read_text())["best_step"] == 3
+    # best.pt holds exactly the weights tested: the last ones
+    best, last = trainlab.load(run.best_checkpoint).state_dict(), trainlab.load(run.last_checkpoint).state_dict()
+    assert all(torch.equal(best[k], last[k]) for k in best)
+    assert trainlab.evaluate(run.best_checkpoint)["acc1"] == pytest.approx(run.test["acc1"])
+
+
+def test_a_max_steps_pause_after_an_epoch_keeps_that_epochs_best_pt(tmp_path):
+    run = trainlab.train(tiny_recipe(tmp_path / "run", train={"epochs": 5, "max_steps": 11}))  # 8 steps an epoch
+    final = run.metrics[-1]
+    assert final["best_epoch"] == 1 and final["weights"] == "best checkpoint, epoch 1"
+    assert torch.load(run.best_checkpoint, weights_only=True)["trainer"]["step"] == 8
+    # resumed, a later epoch end replaces the pause's best.pt as usual
+    resumed = trainlab.train(tiny_recipe(tmp_path / "run", train={"epochs": 3, "resume": "auto"}))
+    assert resumed.metrics[-1]["best_epoch"] in (1, 2, 3)
+
+
+class CourseNet(nn.Module):
+    def __init__(self, width: int = 8):
+        super().__init__()
+        self.net = nn.Sequential(nn.Conv2d(1, width, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(4),
+                                 nn.Flatten(), nn.Linear(width * 16, 10))
+
+    def forward(self, x):
+        return self.net(x)
+
+
+def test_a_model_passed_from_python_is_what_the_run_records(tmp_path):
+    run = trainlab.train(tiny_recipe(tmp_path / "run", train={"epochs": 1}), model=CourseNet(width=8))
+    cfg = trainlab.config.load(run.dir / "config.yaml")
+    assert cfg.model.class_path == "test_everyday_paths:CourseNet"  # not the recipe's convnet
+    model = trainlab.load(run.best_checkpoint)  # importable and built with its defaults: loads
+    assert isinstance(model, CourseNet)
+    assert trainlab.evaluate(run.best_checkpoint)["acc1"] == pytest.approx(run.test["acc1"])
+
+
+def test_a_python_model_that_cannot_be_rebuilt_says_how_to_reload_it(tmp_path):
+    run = trainlab.train(tiny_recipe(tmp_path / "run", train={"epochs": 1}), model=CourseNet(width=4))
+    with pytest.raises(trainlab.CheckpointError, match=r"model=YourModel\(\.\.\.\)"):
+        trainlab.load(run.best_checkpoint)  # the default width 8 does not match the saved weights
+    model = trainlab.load(run.best_checkpoint, model=CourseNet(width=4))
+    assert model.class_names == [str(i) for i in range(10)] or model.class_names is not None
+
+    class Local(CourseNet):  # defined in a function: no import path
+        pass
+
+    run = trainlab.train(tiny_recipe(tmp_path / "local", train={"epochs": 1}), model=Local())
+    with pytest.raises(trainlab.CheckpointError, match="passed to trainlab.train from Python"):
+        trainlab.load(run.best_checkpoint)
+
+
+def test_progress_is_logged_when_stderr_is_not_a_terminal(tmp_path):
+    recipe = tiny_recipe(tmp_path / "run", train={"epochs": 2, "log_every_steps": 2}, data={"max_samples": 640})
+    recipe["run"]["progress"] = True
+    trainlab.train(recipe)  # from the Python API: nobody set up logging, train.log still gets the lines
+    lines = [ln for ln in (tmp_path / "run" / "train.log").read_text().splitlines() if " batch " in ln]
+    assert lines and all("loss" in ln and "samples_s" in ln for ln in lines)
+    seen = {}
+    for ln in lines:
+        epoch, batch = ln.split()[3], ln.split()[5]
+        seen.setdefault(epoch, []).append(batch)
+    n = int(lines[0].split()[5].split("/")[1])
+    interval = max(2, -(-n // 10))  # log_every_steps, or a tenth of the epoch if that is more
+    expected = [f"{b}/{n}" for b in range(interval, n, interval)]
+    assert seen == {"1/2": expected, "2/2": expected}
