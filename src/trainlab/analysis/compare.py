@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..engine.trainer import monitor_mode
+from ..monitor import monitor_mode
 from .rundata import RunData
 
 # always different between runs and never the cause of a difference in results

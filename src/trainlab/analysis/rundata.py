@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from ..engine.trainer import monitor_mode
+from ..monitor import monitor_mode
 from ..errors import DataError
 
 BOOKKEEPING = {"time", "epoch", "step", "split", "seconds", "samples", "samples_per_s", "lr", "best_epoch",
