@@ -71,6 +71,35 @@ def test_run_name_defaults_to_recipe_stem(tmp_path):
     assert config.load(p).run.name == "my-lab"
 
 
+
+@pytest.mark.parametrize("override, key", [
+    ("optim.lr=.inf", "optim.lr"),
+    ("optim.lr=.nan", "optim.lr"),
+    ("schedule.min_lr=-.inf", "schedule.min_lr"),
+    ("train.grad_clip=1e999", "train.grad_clip"),  # an Optional[float] key; 1e999 parses to inf
+    ("data.cache_max_gb=.inf", "data.cache_max_gb"),
+])
+def test_float_keys_must_be_finite(override, key):
+    with pytest.raises(ConfigError) as err:
+        config.load({}, [override])
+    assert f"{key}: expected a finite number" in str(err.value)
+
+
+def test_float_keys_from_a_recipe_must_be_finite():
+    with pytest.raises(ConfigError, match="optim.weight_decay: expected a finite number"):
+        config.from_dict({"optim": {"weight_decay": float("nan")}})
+
+
+def test_each_section_checks_its_own_values():
+    config.DataConfig().validate()
+    with pytest.raises(ConfigError, match=r"data.batch_size=0 must be > 0"):
+        config.DataConfig(batch_size=0).validate()
+    with pytest.raises(ConfigError, match=r"schedule.warmup_\*=\(-1.0, 0\) must be >= 0"):
+        config.ScheduleConfig(warmup_epochs=-1.0).validate()
+    with pytest.raises(ConfigError, match="model.class_path='nocolon' must look like"):
+        config.validate(config.Config(model=config.ModelConfig(class_path="nocolon")))
+
+
 NATIVE_SHAPES = {"mnist": (1, 28, 28), "mnist5k": (1, 28, 28), "digits8x8": (1, 8, 8),
                  "cifar10": (3, 32, 32), "tiny_imagenet": (3, 64, 64)}
 

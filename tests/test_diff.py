@@ -85,3 +85,18 @@ def test_diff_of_a_checkpoint_with_itself_agrees_everywhere(run, tmp_path):
     result = diff_checkpoints(run.best_checkpoint, run.best_checkpoint, out=tmp_path)
     assert result.summary["agreement"] == 1.0 and result.summary["mcnemar"]["p_value"] == 1.0
     assert "contact_sheet" not in result.files
+
+
+def test_meter_predictions_are_public_and_in_loader_order():
+    from trainlab.tasks.classification import ClassificationMeter
+
+    meter = ClassificationMeter(3, keep_predictions=True)
+    assert meter.predictions()["probs"].shape == (0, 3)
+    logits = torch.tensor([[2.0, 0.0, 0.0], [0.0, 0.0, 3.0]])
+    meter.update({"outputs": logits, "loss": torch.tensor(0.5)},
+                 {"targets": torch.tensor([0, 1]), "index": torch.tensor([5, 2])})
+    p = meter.predictions()
+    assert p["index"].tolist() == [5, 2] and p["target"].tolist() == [0, 1] and p["pred"].tolist() == [0, 2]
+    assert torch.allclose(p["probs"], logits.softmax(1))
+    with pytest.raises(ValueError, match="keep_predictions=True"):
+        ClassificationMeter(3).predictions()

@@ -109,6 +109,28 @@ def test_attention_mult_adds_and_diagram(tmp_path):
     assert path.stat().st_size > 5000
 
 
+
+def test_scaled_dot_product_attention_counts_in_the_module_that_calls_it():
+    from trainlab.models.transformer_lm import TransformerLM
+
+    t, d, heads, layers, vocab = 12, 32, 4, 2, 50
+    model = TransformerLM(vocab_size=vocab, d_model=d, num_layers=layers, num_heads=heads, ff_size=64, max_len=16)
+    a = analyse(model, (t,), "long")
+    attn = a.row("blocks.0.attn")
+    # QK^T and attn @ V: 2 * B * heads * T * T * head_dim with B = 1 (causal masks are counted in full)
+    assert attn.macs == 2 * 1 * heads * t * t * (d // heads)
+    assert attn.total_macs == attn.macs + t * d * 3 * d + t * d * d  # + qkv and output projections
+    per_block = attn.total_macs + t * d * 64 + t * 64 * d
+    assert a.macs == layers * per_block + t * d * vocab
+
+
+def test_sdpa_mult_adds_for_a_known_shape():
+    from trainlab.analysis._macs import sdpa_macs
+
+    q, k, v = torch.zeros(3, 2, 5, 8), torch.zeros(3, 2, 7, 8), torch.zeros(3, 2, 7, 4)
+    assert sdpa_macs((q, k, v), {}) == 3 * 2 * 5 * 7 * (8 + 4)
+    assert sdpa_macs((q,), {"key": k, "value": v}) == 3 * 2 * 5 * 7 * (8 + 4)
+
 def test_summary_cli_prints_totals_and_writes_diagram(tmp_path, capsys):
     svg = tmp_path / "lenet.svg"
     assert main(["summary", "lenet5", "--input", "1x28x28", "--diagram", str(svg)]) == 0

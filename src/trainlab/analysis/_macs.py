@@ -4,6 +4,10 @@ torchinfo multiplies a Linear's parameters by the batch size only (a Linear over
 [B, T, E] sequence is undercounted T times) and counts nothing for attention, so trainlab
 counts the weight layers itself. Element-wise work (norms, activations, pooling) is not
 counted: it is small beside the matrix products and conventions for it differ.
+
+``F.scaled_dot_product_attention`` is a function, not a module, so no hook sees it;
+``FunctionCounter`` catches its calls during the forward pass (a ``TorchFunctionMode``) and
+credits them to the module that made them.
 """
 
 from __future__ import annotations
@@ -11,8 +15,10 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.rnn import PackedSequence
+from torch.overrides import TorchFunctionMode
 
 
 def _first_tensor(x):
@@ -83,3 +89,28 @@ def module_macs(m: nn.Module, inputs: tuple, out) -> int:
         if isinstance(m, cls):
             return int(rule(m, inputs, out_t))
     return 0
+
+
+def sdpa_macs(args: tuple, kwargs: dict) -> int:
+    """QK^T and attn @ V of ``F.scaled_dot_product_attention``: batch x L x S x (E + Ev).
+
+    q: [..., L, E], k: [..., S, E], v: [..., S, Ev]; every leading (batch, head) dimension is
+    q's. A causal mask is counted in full, as the dense kernels compute it.
+    """
+    names = ("query", "key", "value")
+    q, k, v = (args[i] if i < len(args) else kwargs[n] for i, n in enumerate(names))
+    return math.prod(q.shape[:-2]) * q.shape[-2] * k.shape[-2] * (q.shape[-1] + v.shape[-1])
+
+
+class FunctionCounter(TorchFunctionMode):
+    """Counts attention functions called while active; ``credit(macs)`` books them on the caller."""
+
+    def __init__(self, credit):
+        super().__init__()
+        self.credit = credit
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func is F.scaled_dot_product_attention:
+            self.credit(sdpa_macs(args, kwargs))
+        return func(*args, **kwargs)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from ._macs import _first_tensor, module_macs
+from ._macs import FunctionCounter, _first_tensor, module_macs
 
 
 @dataclass
@@ -90,42 +90,61 @@ def example_input(input_shape, dtype: str = "float") -> torch.Tensor:
     return torch.zeros(1, *input_shape)
 
 
-def analyse(model: nn.Module, input_shape, dtype: str = "float") -> Anatomy:
-    """Run one forward pass (eval mode, no grad, CPU) and describe every module."""
-    params = _own_params(model)
-    stats: dict[str, list] = {name: [None, 0, 0] for name in params}  # shape, macs, calls
-    hooks = []
+class _Recorder:
+    """Forward hooks for every module: first output shape, mult-adds and calls per module name."""
 
-    def hook(name):
+    def __init__(self, model: nn.Module):
+        self.modules = dict(model.named_modules())
+        self.stats: dict[str, list] = {name: [None, 0, 0] for name in self.modules}  # shape, macs, calls
+        self.started: dict[str, int] = {}
+        self.running: list[str] = []  # modules whose forward is in progress, innermost last
+        self.hooks = []
+        for name, mod in self.modules.items():
+            self.hooks.append(mod.register_forward_hook(self._after(name), with_kwargs=True))
+            self.hooks.append(mod.register_forward_pre_hook(self._before(name)))
+
+    def _before(self, name: str):
+        def fn(mod, args):
+            self.started.setdefault(name, len(self.started))
+            self.running.append(name)
+        return fn
+
+    def _after(self, name: str):
         def fn(mod, args, kwargs, out):
             args = args or tuple(v for k, v in kwargs.items() if k in ("input", "query", "key", "value"))
-            s = stats[name]
+            s = self.stats[name]
             t = _first_tensor(out)
             if s[0] is None and t is not None:
                 s[0] = tuple(t.shape)
             s[1] += module_macs(mod, args, out)
             s[2] += 1
+            if self.running and self.running[-1] == name:
+                self.running.pop()
         return fn
 
-    started: dict[str, int] = {}
+    def credit(self, macs: int) -> None:
+        """Mult-adds of a function (attention) called inside the innermost running module."""
+        if self.running and not isinstance(self.modules[self.running[-1]], nn.MultiheadAttention):
+            self.stats[self.running[-1]][1] += macs  # (MultiheadAttention's own rule already counts it)
 
-    def pre_hook(name):
-        def fn(mod, args):
-            started.setdefault(name, len(started))
-        return fn
+    def remove(self) -> None:
+        for h in self.hooks:
+            h.remove()
 
-    for name, mod in model.named_modules():
-        hooks.append(mod.register_forward_hook(hook(name), with_kwargs=True))
-        hooks.append(mod.register_forward_pre_hook(pre_hook(name)))
+
+def analyse(model: nn.Module, input_shape, dtype: str = "float") -> Anatomy:
+    """Run one forward pass (eval mode, no grad, CPU) and describe every module."""
+    params = _own_params(model)
+    rec = _Recorder(model)
     was_training = model.training
     try:
         model.eval()
-        with torch.no_grad():
+        with torch.no_grad(), FunctionCounter(rec.credit):
             model(example_input(input_shape, dtype).to(_device(model)))
     finally:
         model.train(was_training)
-        for h in hooks:
-            h.remove()
+        rec.remove()
+    stats, started = rec.stats, rec.started
     anatomy = Anatomy(type(model).__name__, tuple(input_shape))
     for name, mod in model.named_modules():
         new, train, shared, with_ = params[name]

@@ -13,8 +13,6 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
-
 from .. import config as config_mod
 from .. import registry
 from ..errors import ConfigError, DataError
@@ -50,20 +48,19 @@ class DiffResult:
 def _predict(model, cfg, bundle, split: str) -> dict[str, tuple[int, float, int]]:
     """sample id -> (predicted class, its probability, true class)."""
     from ..api import make_loaders
-    from ..engine import evaluate_model, resolve_device
+    from ..engine import resolve_device
+    from ..engine.evaluate import predict
 
     device = resolve_device(cfg.train.device)
     meta = model.trainlab_meta
     bundle.mean, bundle.std = meta.get("mean", bundle.mean), meta.get("std", bundle.std)
     loader = make_loaders(cfg, bundle, device)[split]
     task = registry.TASKS.create(cfg.task.name, cfg.task, len(bundle.class_names))
-    _, meter = evaluate_model(model.to(device), task, loader, device, cfg.train.precision, keep_predictions=True)
+    p = predict(model.to(device), task, loader, device, cfg.train.precision)
     data = bundle.splits[split]
-    probs, index = torch.cat(meter.probs), torch.cat(meter.index)
-    conf, pred = probs.max(1)
-    targets = torch.cat(meter.targets)
-    return {data.sample_id(i): (p, c, t) for i, p, c, t in
-            zip(index.tolist(), pred.tolist(), conf.tolist(), targets.tolist())}
+    conf, pred = p["probs"].max(1)
+    return {data.sample_id(i): (y, c, t) for i, y, c, t in
+            zip(p["index"].tolist(), pred.tolist(), conf.tolist(), p["target"].tolist())}
 
 
 def _label(ckpt: Path) -> str:

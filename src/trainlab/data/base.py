@@ -22,35 +22,10 @@ import torch
 
 from ..config import DataConfig
 from ..errors import DataError
+from .image_set import ImageSet
+from .loaders import BatchTransform, DatasetLoader, TensorLoader
 
 LOG = logging.getLogger("trainlab")
-
-
-@dataclass
-class ImageSet:
-    """A split held in memory. ``images``: [N, C, H, W] uint8; ``labels``: [N] int64."""
-
-    images: torch.Tensor
-    labels: torch.Tensor
-    ids: Optional[list[str]] = None  # a stable name per sample (file path or 'mnist:train:17')
-
-    def __post_init__(self):
-        if self.images.dtype != torch.uint8 or self.images.dim() != 4:
-            raise DataError(f"images must be uint8 [N, C, H, W], got {self.images.dtype} "
-                            f"{tuple(self.images.shape)}")
-        if len(self.images) != len(self.labels):
-            raise DataError(f"{len(self.images)} images but {len(self.labels)} labels")
-        self.labels = self.labels.long()
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def subset(self, index: torch.Tensor) -> "ImageSet":
-        ids = [self.ids[i] for i in index.tolist()] if self.ids is not None else None
-        return ImageSet(self.images[index], self.labels[index], ids)
-
-    def sample_id(self, i: int) -> str:
-        return self.ids[i] if self.ids is not None else str(i)
 
 
 @dataclass
@@ -101,8 +76,6 @@ class DataBundle:
 
     def make_loaders(self, cfg, device: torch.device) -> dict:
         """In-memory splits: TensorLoader; file-backed ones: DataLoader workers, same batches."""
-        from .loaders import BatchTransform, DatasetLoader, TensorLoader
-
         tf = BatchTransform.from_config(cfg.data, self.mean, self.std, cfg.train.channels_last)
         eval_bs = cfg.data.eval_batch_size or 4 * cfg.data.batch_size
         out = {}

@@ -15,7 +15,7 @@ from typing import Iterator, Optional
 import torch
 import torch.nn.functional as F
 
-from .base import ImageSet
+from .image_set import ImageSet
 
 
 def _seed(*parts: int) -> int:

@@ -31,6 +31,15 @@ def evaluate_model(model: nn.Module, task, loader, device: torch.device, precisi
     return result, meter
 
 
+def predict(model: nn.Module, task, loader, device: torch.device, precision: str = "fp32") -> dict:
+    """Per-sample predictions over ``loader``: the task meter's ``predictions()`` (for classification
+    ``index``, ``target``, ``pred``, ``probs``), joined to the data by ``index``, not by position."""
+    _, meter = evaluate_model(model, task, loader, device, precision, keep_predictions=True)
+    if not hasattr(meter, "predictions"):
+        raise TypeError(f"task {type(task).__name__} keeps no per-sample predictions")
+    return meter.predictions()
+
+
 def throughput_unit(task) -> str:
     """What a task counts in its throughput: 'samples' (images) or e.g. 'tokens' (language models)."""
     return task.unit

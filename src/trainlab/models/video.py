@@ -15,8 +15,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..config import ModelConfig
 from ..errors import ConfigError
 from ..registry import MODELS
+from .build import build_model
 
 
 @MODELS.register("cnn4")
@@ -67,9 +69,6 @@ class CNNLSTM(nn.Module):
                  num_layers: int = 1, bidirectional: bool = False, dropout: float = 0.0, pooling: str = "last",
                  pretrained: bool = False):
         super().__init__()
-        from ..config import ModelConfig
-        from . import build_model
-
         if pooling not in POOLING:
             raise ConfigError(f"model.init_args.pooling={pooling!r} must be one of {', '.join(POOLING)}")
         self.pooling = pooling

@@ -54,6 +54,17 @@ class ClassificationMeter:
         loss, h1, h5 = self._acc.tolist()
         return {"loss": loss / self.n, "acc1": h1 / self.n, "acc5": h5 / self.n, "samples": self.n}
 
+    def predictions(self) -> dict[str, torch.Tensor]:
+        """What ``keep_predictions`` kept, in loader order: ``index`` (position in the split),
+        ``target``, ``pred`` (top-1 class) and ``probs`` ([N, num_classes] softmax)."""
+        if not self.keep:
+            raise ValueError("this meter kept no predictions: create it with keep_predictions=True")
+        if not self.probs:
+            return {"index": torch.zeros(0, dtype=torch.long), "target": torch.zeros(0, dtype=torch.long),
+                    "pred": torch.zeros(0, dtype=torch.long), "probs": torch.zeros(0, self.num_classes)}
+        return {"index": torch.cat(self.index), "target": torch.cat(self.targets), "pred": torch.cat(self.preds),
+                "probs": torch.cat(self.probs)}
+
     def details(self, class_names: list[str] | None = None) -> dict:
         """Per-class precision/recall/F1 and the confusion matrix (torchmetrics)."""
         class_names = class_names or [str(i) for i in range(self.num_classes)]
