@@ -10,7 +10,7 @@ import torch
 
 import trainlab
 from conftest import tiny_recipe
-from trainlab.engine.callbacks import Callback
+from trainlab import Callback
 from trainlab.errors import ConfigError, DataError
 from trainlab.registry import CALLBACKS, TASKS
 from trainlab.tasks.base import Task

@@ -18,7 +18,7 @@ _BUILTINS = {
     "tasks": ["trainlab.tasks"],
     "optimizers": ["trainlab.engine.optim"],
     "schedules": ["trainlab.engine.schedules"],
-    "callbacks": ["trainlab.engine.callbacks"],
+    "callbacks": ["trainlab.engine.monitoring", "trainlab.engine.progress", "trainlab.engine.lookahead"],
 }
 
 

@@ -13,7 +13,9 @@ import torch
 
 from ..config import Config
 from . import distributed
-from .callbacks import BestCheckpoint, Callback, EarlyStopping, ProgressBar, ReduceOnPlateau, StepTimer, from_spec
+from .callbacks import Callback, from_spec
+from .monitoring import BestCheckpoint, EarlyStopping, ReduceOnPlateau
+from .progress import ProgressBar, StepTimer
 from .lookahead import Lookahead
 
 LOG = logging.getLogger("trainlab")

@@ -28,7 +28,9 @@ from ..tracking import MetricsWriter, RunDir
 from . import distributed
 from ._loop_state import (TrainState, callback_states, install_signal_handlers, rng_state, set_rng_state,
                           standard_callbacks)
-from .callbacks import BestCheckpoint, Callback, CallbackList, ProgressBar, StepTimer
+from .callbacks import Callback, CallbackList
+from .monitoring import BestCheckpoint
+from .progress import ProgressBar, StepTimer
 from .checkpoint import load_checkpoint, load_model_state, remove_stale_temp_files, save_checkpoint
 from .device import autocast
 from .evaluate import evaluate_model, format_metrics
