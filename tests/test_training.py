@@ -54,6 +54,14 @@ def test_tensorboard_has_the_same_scalars(tmp_path):
         assert tag in tags
     valid = [r for r in run.metrics if r["split"] == "valid"]
     assert [e.value for e in acc.Scalars("valid/acc1")] == pytest.approx([r["acc1"] for r in valid])
+    graph = acc.Graph()  # the network graph the labs hand in
+    assert any("convolution" in node.op for node in graph.node)
+
+
+def test_writing_the_graph_changes_nothing_of_the_training(tmp_path):
+    with_graph = trainlab.train(tiny_recipe(tmp_path / "a", run={"tensorboard": True}))
+    without = trainlab.train(tiny_recipe(tmp_path / "b", run={"tensorboard": True, "tensorboard_graph": False}))
+    assert comparable(with_graph.metrics) == comparable(without.metrics)
 
 
 def test_loss_falls_when_overfitting_one_batch(tmp_path):

@@ -244,6 +244,8 @@ class RunConfig(_Section):
     root: str = _f("runs", "parent of runs/<name>/<timestamp>/")
     dir: Optional[str] = _f(None, "exact run directory (overrides root/name/timestamp)")
     tensorboard: bool = _f(True, "write TensorBoard event files")
+    tensorboard_graph: bool = _f(True, "also write the model's graph (one traced forward of two training inputs "
+                                       "at the start; skipped with a note where the model cannot be traced)")
     progress: bool = _f(True, "show a progress bar")
 
     section: ClassVar[str] = "run"

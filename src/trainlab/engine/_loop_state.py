@@ -15,7 +15,7 @@ from ..config import Config
 from . import distributed
 from .callbacks import Callback, from_spec
 from .monitoring import BestCheckpoint, EarlyStopping, ReduceOnPlateau
-from .progress import ProgressBar, StepTimer
+from .progress import ProgressBar, StepTimer, TensorBoardGraph
 from .lookahead import Lookahead
 
 LOG = logging.getLogger("trainlab")
@@ -50,6 +50,8 @@ def standard_callbacks(cfg: Config) -> list[Callback]:
     if cfg.run.progress and distributed.is_main():
         out.append(ProgressBar())
     out.append(StepTimer())
+    if cfg.run.tensorboard and cfg.run.tensorboard_graph and distributed.is_main():
+        out.append(TensorBoardGraph())
     return out + [from_spec(spec, f"train.callbacks[{i}]") for i, spec in enumerate(tc.callbacks)]
 
 

@@ -3,9 +3,12 @@ first-step timer."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import sys
 import time
+import warnings
 from typing import Optional
 
 from ..registry import CALLBACKS
@@ -96,3 +99,60 @@ class StepTimer(Callback):
     def on_step_end(self, trainer):
         if self.first_step_s is None and self._t0 is not None:
             self.first_step_s = round(time.perf_counter() - self._t0, 3)
+
+
+@CALLBACKS.register("tensorboard_graph")
+class TensorBoardGraph(Callback):
+    """The model's graph in the run's TensorBoard events (its Graphs tab), traced once at the start
+    of a fresh run from two training inputs in eval mode, with the RNG state restored after, so
+    training is exactly what it would be without it. A model tracing cannot follow is noted and
+    skipped."""
+
+    name = "tensorboard_graph"
+
+    def on_fit_start(self, trainer, resumed):
+        tb = getattr(trainer.writer, "tb", None)
+        if resumed or tb is None:
+            return
+        import torch
+
+        model = trainer.model
+        was_training = model.training
+        try:
+            with torch.random.fork_rng(devices=[]):
+                batch = next(iter(trainer.loaders["train"].iterate(0)))
+                x = batch["inputs"][:2]
+                model.eval()
+                with torch.no_grad(), warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+                    warnings.simplefilter("ignore")  # add_graph traces with torch.jit, which warns it is deprecated
+                    tb.add_graph(_traceable(model), x, use_strict_trace=False)  # it prints its own failures
+            tb.flush()
+        except Exception as e:  # noqa: BLE001 - a graph is a nicety: never stop a run for it
+            LOG.info("TensorBoard graph not written (%s: %s); run.tensorboard_graph=false skips the attempt",
+                     type(e).__name__, str(e).splitlines()[0][:200] if str(e) else "")
+        finally:
+            model.train(was_training)
+
+
+def _tensor_outputs(out):
+    """Only the tensors of a forward's output (a language model's (logits, None) state included)."""
+    if isinstance(out, (tuple, list)):
+        kept = [t for o in out for t in _tensor_outputs(o)]
+        return tuple(kept)
+    return (out,) if hasattr(out, "shape") else ()
+
+
+def _traceable(model):
+    """The model behind a wrapper whose output tracing can follow."""
+    from torch import nn
+
+    class TensorOutputs(nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.model = inner
+
+        def forward(self, x):
+            out = _tensor_outputs(self.model(x))
+            return out[0] if len(out) == 1 else out
+
+    return TensorOutputs(model)
