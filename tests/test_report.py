@@ -135,3 +135,19 @@ def test_a_folder_without_metrics_is_refused_by_name(tmp_path):
     with pytest.raises(DataError, match=r"empty: no metrics.jsonl"):
         RunData.load(tmp_path / "empty")
     assert main(["report", str(tmp_path / "missing")]) == 2
+
+
+def test_a_language_model_run_is_reported_in_tokens(tiny_lm, tmp_path):
+    """Used to crash in the timing figure: a language model counts tokens, not samples."""
+    write_report([tiny_lm.dir], tmp_path / "lm.html")
+    html = (tmp_path / "lm.html").read_text(encoding="utf-8")
+    assert "train tokens/s" in html and "ppl" in html
+    run = RunData.load(tiny_lm.dir)
+    assert run.unit == "tokens" and "tokens_per_s" not in run.metrics and "tokens" not in run.metrics
+    # a run directory written before task.json existed: the unit comes from its records
+    (tiny_lm.dir / "task.json").rename(tmp_path / "task.json.bak")
+    try:
+        assert RunData.load(tiny_lm.dir).unit == "tokens"
+        write_report([tiny_lm.dir], tmp_path / "old.html")
+    finally:
+        (tmp_path / "task.json.bak").rename(tiny_lm.dir / "task.json")

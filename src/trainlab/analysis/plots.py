@@ -99,18 +99,21 @@ def lr_figure(runs: list[RunData]) -> bytes:
 
 
 def timing_figure(runs: list[RunData]) -> bytes:
-    """Seconds per training epoch and training throughput, per epoch."""
+    """Seconds per training epoch and training throughput (samples/s, or tokens/s for language
+    models), per epoch."""
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.4))
+    units = sorted({run.unit for run in runs})
     for run in runs:
         xs, secs = run.series("train", "seconds")
-        _, rate = run.series("train", "samples_per_s")
+        rx, rate = run.series("train", f"{run.unit}_per_s")
         a.plot(xs, secs, marker="o" if len(xs) < 15 else None, ms=3, label=run.label)
-        b.plot(xs, rate, marker="o" if len(xs) < 15 else None, ms=3, label=run.label)
+        b.plot(rx, rate, marker="o" if len(rx) < 15 else None, ms=3, label=run.label)
+    unit = " or ".join(units)
     a.set_ylabel("training time per epoch (s)")
-    b.set_ylabel("training throughput (samples/s)")
+    b.set_ylabel(f"training throughput ({unit}/s)")
     a.set_ylim(bottom=0)
     b.set_ylim(bottom=0)
-    for ax, title in ((a, "time per epoch"), (b, "samples per second")):
+    for ax, title in ((a, "time per epoch"), (b, f"{unit} per second")):
         _epoch_axis(ax)
         ax.set_title(title)
         ax.legend(fontsize=8)

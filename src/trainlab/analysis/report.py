@@ -105,16 +105,16 @@ def _final_table(doc: Doc, run: RunData) -> None:
     for split in ("train", "valid"):
         rec = next((r for r in run.records if r["split"] == split and r["epoch"] == best), None)
         if rec:
-            rows.append([f"{split} at best epoch {best}", *[_fmt(m, rec.get(m)) for m in metrics], rec.get("samples")])
+            rows.append([f"{split} at best epoch {best}", *[_fmt(m, rec.get(m)) for m in metrics], rec.get(run.unit)])
     last = run.epochs
     if last != best:
         rec = next((r for r in run.records if r["split"] == "valid" and r["epoch"] == last), None)
         if rec:
-            rows.append([f"valid at last epoch {last}", *[_fmt(m, rec.get(m)) for m in metrics], rec.get("samples")])
+            rows.append([f"valid at last epoch {last}", *[_fmt(m, rec.get(m)) for m in metrics], rec.get(run.unit)])
     if run.final:
         rows.append([f"test, best checkpoint ({run.final.get('checkpoint')})",
-                     *[_fmt(m, run.final.get(m)) for m in metrics], run.final.get("samples")])
-    headers = ["evaluation", *[f"{m} (%)" if plots.percent(m) else m for m in metrics], "samples"]
+                     *[_fmt(m, run.final.get(m)) for m in metrics], run.final.get(run.unit)])
+    headers = ["evaluation", *[f"{m} (%)" if plots.percent(m) else m for m in metrics], run.unit]
     doc.table(headers, rows)
 
 
@@ -155,16 +155,16 @@ def _top_confusions(cm: list[list[int]], names: list[str], k: int = 10) -> list[
 
 
 def _timing(doc: Doc, run: RunData) -> None:
-    rows = []
+    rows, u = [], run.unit
     for e in sorted({r["epoch"] for r in run.records}):
         tr = next((r for r in run.records if r["epoch"] == e and r["split"] == "train"), {})
         va = next((r for r in run.records if r["epoch"] == e and r["split"] == "valid"), {})
-        rows.append([e, tr.get("seconds"), tr.get("samples_per_s"), va.get("seconds"), va.get("samples_per_s")])
-    doc.table(["epoch", "train time (s)", "train samples/s", "valid time (s)", "valid samples/s"], rows)
+        rows.append([e, tr.get("seconds"), tr.get(f"{u}_per_s"), va.get("seconds"), va.get(f"{u}_per_s")])
+    doc.table(["epoch", "train time (s)", f"train {u}/s", "valid time (s)", f"valid {u}/s"], rows)
     wall = run.wall_seconds()
     doc.para(f"Training time {run.train_seconds():,.1f} s over {run.epochs} epoch(s)"
              + (f"; wall clock from first to last evaluation about {wall:,.0f} s." if wall else "."), note=True)
-    doc.image(f"{run.label}_timing.png", plots.timing_figure([run]), "time per epoch and samples per second")
+    doc.image(f"{run.label}_timing.png", plots.timing_figure([run]), f"time per epoch and {u} per second")
 
 
 def _model_section(doc: Doc, run: RunData, model) -> None:

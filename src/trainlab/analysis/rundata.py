@@ -16,7 +16,8 @@ import yaml
 from ..directions import direction, read_task_record
 from ..errors import DataError
 
-BOOKKEEPING = {"time", "epoch", "step", "split", "seconds", "samples", "samples_per_s", "lr", "best_epoch",
+BOOKKEEPING = {"time", "epoch", "step", "split", "seconds", "samples", "samples_per_s", "tokens", "tokens_per_s",
+               "lr", "best_epoch",
                "checkpoint", "skipped_batches"}
 SPLITS = ("train", "valid", "test")
 
@@ -64,6 +65,13 @@ class RunData:
     @property
     def monitor(self) -> str:
         return (self.config.get("train") or {}).get("monitor", "valid.loss")
+
+    @property
+    def unit(self) -> str:
+        """What the task counts: 'samples', or 'tokens' for a language model (task.json, else the records)."""
+        if self.task and self.task.get("unit"):
+            return self.task["unit"]
+        return "tokens" if any("tokens_per_s" in r for r in self.records) else "samples"
 
     def direction(self, metric: str) -> str:
         """'max' or 'min': what this run's task declared for ``metric``."""
