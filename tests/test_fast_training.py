@@ -158,8 +158,11 @@ def test_a_run_with_every_fast_setting_resumes_exactly(tmp_path, monkeypatch):
 
 def test_resuming_with_lookahead_needs_its_state(tmp_path):
     plain = trainlab.train(_fast_recipe(tmp_path / "plain", lookahead_every=0, epochs=1))
-    with pytest.raises(ConfigError, match="holds no state for callback 'lookahead'"):
+    with pytest.raises(ConfigError, match="train.lookahead_every: 0 -> 2"):  # a different experiment
         trainlab.train(_fast_recipe(tmp_path / "plain", epochs=2, resume=str(plain.last_checkpoint)))
+    with pytest.raises(ConfigError, match="holds no state for callback 'lookahead'"):  # even when allowed
+        trainlab.train(_fast_recipe(tmp_path / "plain", epochs=2, resume=str(plain.last_checkpoint),
+                                    resume_allow_changes=["train.lookahead_every"]))
 
 
 def test_alternating_flips_invert_every_other_epoch():

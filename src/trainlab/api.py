@@ -27,6 +27,7 @@ from .engine import distributed, evaluate_model, load_checkpoint, load_model_sta
 from .engine.runtime import setup_runtime
 from .errors import CheckpointError, ConfigError
 from .models import build_model, count_parameters
+from .models.build import UntrustedClassPath
 from .tracking import RunDir, read_metrics
 
 LOG = logging.getLogger("trainlab")
@@ -89,6 +90,19 @@ def _find_resume(cfg: Config) -> Optional[Path]:
     return found[-1] if found else None
 
 
+def _check_resume(cfg: Config, resume: Optional[Path]) -> list:
+    """The config changes of a resume (allowed ones; a refused one raises before anything is written)."""
+    if resume is None:
+        return []
+    saved = load_checkpoint(resume, map_location="cpu").get("config")
+    if saved is None:
+        return []
+    from .config.changes import resume_changes
+
+    return [c for c in resume_changes(saved, cfg.to_dict(), cfg.train.resume_allow_changes, str(resume))
+            if c[0] not in ("train.resume", "run.dir")]
+
+
 def _trim_metrics(run: RunDir, step: int) -> None:
     """Drop records a crashed run wrote after the checkpoint it resumes from."""
     path = run.path / "metrics.jsonl"
@@ -128,9 +142,15 @@ def _train(cfg: Config, device, model, datasets, class_names, callbacks, argv) -
         if resume is not None:
             trainer.resume(resume)
         return Run(Path(cfg.run.dir or "."), cfg, [], trainer.fit())
-    run = RunDir.create(cfg)
+    saved = _check_resume(cfg, resume)
+    run = RunDir.create(cfg, resuming=resume is not None)  # holds the run's lock: one writer per run directory
     handler = run.attach_log()
     try:
+        if saved:
+            run.note("resumed with changes: " + "; ".join(f"{k} {a!r} -> {b!r}" for k, a, b in saved))
+        elif resume is None and (run.path / "metrics.jsonl").exists():  # resume=auto, killed before any last.pt
+            LOG.info("%s holds an earlier attempt without a checkpoint: starting it again", run.path)
+            _trim_metrics(run, 0)
         run.write_start(cfg, device, argv)
         run.write_json("task.json", {"name": cfg.task.name, **parts.task.describe()})
         if parts.split_indices:
@@ -155,15 +175,19 @@ def _train(cfg: Config, device, model, datasets, class_names, callbacks, argv) -
         run.write_json("timing.json", timing)
     finally:
         RunDir.detach_log(handler)
+        run.release()
     return Run(run.path, cfg, read_metrics(run.path), test, timing)
 
 
 # ---------------------------------------------------------------------- checkpoints in use
-def load(checkpoint: str | Path, device: str = "cpu", model: nn.Module | None = None) -> nn.Module:
+def load(checkpoint: str | Path, device: str = "cpu", model: nn.Module | None = None,
+         trust_class_path: bool = False) -> nn.Module:
     """A checkpoint -> its model in eval mode, with ``.class_names``, ``.trainlab_config``, ``.trainlab_meta``.
 
     ``model``: an object to load the weights into, for a model that was passed to ``train`` from
-    Python (its constructor arguments are not in the checkpoint)."""
+    Python (its constructor arguments are not in the checkpoint). ``trust_class_path``: allow
+    importing the module a checkpoint's ``model.class_path`` names (otherwise only an already
+    imported module is used: loading a checkpoint never runs code)."""
     ckpt = load_checkpoint(checkpoint, map_location="cpu")
     if "config" not in ckpt or "model" not in ckpt:
         raise CheckpointError(f"{checkpoint}: not a trainlab checkpoint (no config/model entries)")
@@ -174,10 +198,10 @@ def load(checkpoint: str | Path, device: str = "cpu", model: nn.Module | None = 
             f"with trainlab.load({str(checkpoint)!r}, model=YourModel(...)) built as it was for training") if given else ""
     try:
         if model is None:
-            model = _model_for(cfg, meta, checkpoint)
+            model = _model_for(cfg, meta, checkpoint, trust_class_path)
         load_model_state(model, ckpt["model"], str(checkpoint))
     except (ConfigError, CheckpointError) as e:
-        if not hint:
+        if not hint or isinstance(e, UntrustedClassPath):
             raise
         raise CheckpointError(f"{e}{hint}") from None
     model.class_names = meta.get("class_names")
@@ -186,20 +210,21 @@ def load(checkpoint: str | Path, device: str = "cpu", model: nn.Module | None = 
     return model.to(resolve_device(device)).eval()
 
 
-def _model_for(cfg: Config, meta: dict, checkpoint) -> nn.Module:
+def _model_for(cfg: Config, meta: dict, checkpoint, trust: bool) -> nn.Module:
     search = [Path(checkpoint).resolve().parent.parent.parent]  # a custom module beside the runs folder
+    kw = dict(search_dirs=search, from_checkpoint=True, trust_class_path=trust, source=str(checkpoint))
     if "model_kwargs" in meta:
-        return build_model(cfg.model, inferred=meta["model_kwargs"], search_dirs=search, from_checkpoint=True)
+        return build_model(cfg.model, inferred=meta["model_kwargs"], **kw)
     # checkpoints written before model_kwargs was recorded
-    return build_model(cfg.model, meta.get("num_classes"), meta.get("input_shape"), search_dirs=search,
-                       from_checkpoint=True)
+    return build_model(cfg.model, meta.get("num_classes"), meta.get("input_shape"), **kw)
 
 
-def evaluate(checkpoint: str | Path, *overrides: str, split: str = "test", out: str | Path | None = None) -> dict:
+def evaluate(checkpoint: str | Path, *overrides: str, split: str = "test", out: str | Path | None = None,
+             trust_class_path: bool = False) -> dict:
     """Evaluate a checkpoint on a split of its dataset (data.* overrides allowed)."""
     import json
 
-    model = load(checkpoint)
+    model = load(checkpoint, trust_class_path=trust_class_path)
     bad = [o for o in overrides if not o.split("=", 1)[0].startswith(("data.", "train.device", "train.precision"))]
     if bad:
         raise ConfigError(f"eval accepts data.*, train.device and train.precision overrides, not: {', '.join(bad)}")

@@ -198,6 +198,9 @@ class TrainConfig(_Section):
     grad_clip: Optional[float] = _f(None, "clip the global gradient norm to this value")
     accumulate: int = _f(1, "batches whose gradients are summed per optimizer step")
     resume: Optional[str] = _f(None, "'auto' (this run.dir's last.pt) or a checkpoint path")
+    resume_allow_changes: list = _f([], "keys a resume may change besides the always-allowed ones (epochs, "
+                                        "max_steps, device, threads, progress, logging): a deliberate change of "
+                                        "e.g. optim.lr or data.root, recorded in command.txt")
     monitor: str = _f("valid.acc1", "metric for best checkpoint, early stopping and plateau")
     early_stopping_patience: Optional[int] = _f(None, "stop after N evaluations without improvement")
     eval_test: bool = _f(False, "also evaluate the test split after every epoch")

@@ -19,9 +19,22 @@ from ..errors import ConfigError
 from ..registry import MODELS
 
 
-def import_class(class_path: str, search_dirs=()) -> type:
-    """'pkg.module:ClassName' -> the class. Looks in the working directory and ``search_dirs``."""
+class UntrustedClassPath(ConfigError):
+    """A checkpoint names a module that is not imported: loading it would run that module's code."""
+
+
+def import_class(class_path: str, search_dirs=(), allow_import: bool = True, source: str = "") -> type:
+    """'pkg.module:ClassName' -> the class. Looks in the working directory and ``search_dirs``.
+
+    ``allow_import=False`` (a checkpoint's config, which is data): only a module that is already
+    imported is used; importing one would run whatever code it holds."""
     module_name, _, attr = class_path.partition(":")
+    if not allow_import and module_name not in sys.modules:
+        raise UntrustedClassPath(
+            f"{source or 'this checkpoint'} names model.class_path={class_path!r}; loading a checkpoint never "
+            f"imports the code it names. If you trust this checkpoint and its module, allow it: "
+            f"--trust-class-path on the command line, trust_class_path=True in trainlab.load/evaluate, or "
+            f"import {module_name} yourself first")
     for d in [str(Path.cwd()), *map(str, search_dirs)]:
         if d not in sys.path:
             sys.path.append(d)
@@ -51,16 +64,19 @@ def _check_args(factory, args: dict, what: str) -> None:
 
 
 def build_model(cfg: ModelConfig, num_classes: int | None = None, input_shape=None,
-                search_dirs=(), inferred: dict | None = None, from_checkpoint: bool = False) -> nn.Module:
+                search_dirs=(), inferred: dict | None = None, from_checkpoint: bool = False,
+                trust_class_path: bool = True, source: str = "") -> nn.Module:
     """Construct, then apply model.weights / model.pretrained and model.freeze.
 
     ``inferred``: constructor arguments the data implies (a bundle's ``model_kwargs()``, e.g.
     ``vocab_size``); like num_classes/input_shape they are passed only where the constructor takes
     them. ``from_checkpoint``: the weights will come from a checkpoint, so nothing is downloaded or
     read from model.weights; freezing still applies because it changes the module structure.
+    ``trust_class_path=False``: the config is a checkpoint's, so its class_path is used only if
+    its module is already imported (see ``import_class``).
     """
     if cfg.class_path:
-        factory, what = import_class(cfg.class_path, search_dirs), cfg.class_path
+        factory, what = import_class(cfg.class_path, search_dirs, trust_class_path, source), cfg.class_path
     else:
         factory, what = MODELS.get(cfg.name), f"model '{cfg.name}'"
     _check_args(factory, cfg.init_args, what)

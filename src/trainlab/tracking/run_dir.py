@@ -9,8 +9,11 @@ import sys
 import time
 from datetime import datetime
 from pathlib import Path
+from typing import Optional
 
 from ..config import Config
+from ..errors import ConfigError
+from .lock import LOCK_NAME, RunLock
 from .env import environment
 
 LOG = logging.getLogger("trainlab")
@@ -20,11 +23,19 @@ class RunDir:
     def __init__(self, path: Path):
         self.path = Path(path)
         self.checkpoints = self.path / "checkpoints"
+        self.lock: Optional[RunLock] = None
 
     @classmethod
-    def create(cls, cfg: Config) -> "RunDir":
+    def create(cls, cfg: Config, resuming: bool = False) -> "RunDir":
+        """The run's folder, created. An explicit ``run.dir`` that already holds files is refused
+        unless this run resumes it (``train.resume``), so nothing of the user's or of another run is
+        overwritten; with ``train.resume=auto`` and nothing to resume it must be a trainlab run's
+        folder (an earlier attempt killed before its first checkpoint). The run directory's lock
+        is taken first (one writer at a time) and held until ``release``."""
         if cfg.run.dir:
             path = Path(cfg.run.dir)
+            if path.exists() and not path.is_dir():
+                raise ConfigError(f"run.dir={path} is a file, not a folder")
         else:
             stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
             path = Path(cfg.run.root) / (cfg.run.name or "run") / stamp
@@ -33,8 +44,20 @@ class RunDir:
                 n += 1
                 path = path.with_name(f"{stamp}-{n}")
         path.mkdir(parents=True, exist_ok=True)
-        (path / "checkpoints").mkdir(exist_ok=True)
-        return cls(path)
+        run = cls(path)
+        run.lock = RunLock(path).acquire()
+        try:
+            _check_reusable(path, cfg, resuming)
+            (path / "checkpoints").mkdir(exist_ok=True)
+        except BaseException:
+            run.lock.release(remove=True)
+            raise
+        return run
+
+    def release(self) -> None:
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
 
     def write_start(self, cfg: Config, device, argv: list[str] | None = None) -> None:
         (self.path / "config.yaml").write_text(cfg.to_yaml(), encoding="utf-8")
@@ -42,6 +65,11 @@ class RunDir:
         with open(self.path / "command.txt", "a", encoding="utf-8") as fh:
             fh.write(f"{datetime.now().isoformat(timespec='seconds')}  {shlex.join(cmd)}\n")
         self.write_json("env.json", environment(device))
+
+    def note(self, text: str) -> None:
+        """A time-stamped line in command.txt (what changed on a resume)."""
+        with open(self.path / "command.txt", "a", encoding="utf-8") as fh:
+            fh.write(f"{datetime.now().isoformat(timespec='seconds')}  # {text}\n")
 
     def write_json(self, name: str, obj) -> Path:
         p = self.path / name
@@ -67,6 +95,23 @@ class RunDir:
         LOG.removeHandler(handler)
         LOG.setLevel(getattr(handler, "previous_level", LOG.level))
         handler.close()
+
+
+TRAINLAB_FILES = {"config.yaml", "command.txt", "env.json", "task.json", "splits.json", "metrics.jsonl", "train.log",
+                  "timing.json", "eval_test.json", "checkpoints", "tensorboard", "run.lock", "done.json"}
+
+
+def _check_reusable(path: Path, cfg: Config, resuming: bool) -> None:
+    found = sorted(p.name for p in path.iterdir() if p.name != LOCK_NAME)
+    if not found or resuming:
+        return
+    foreign = [n for n in found if n not in TRAINLAB_FILES]
+    if cfg.train.resume == "auto" and not foreign and (path / "command.txt").exists():
+        return  # a trainlab run killed before its first checkpoint: started again from scratch
+    shown = ", ".join(found[:6]) + (", ..." if len(found) > 6 else "")
+    what = "files that are not a trainlab run's" if foreign else "another run"
+    raise ConfigError(f"run.dir={path} is not empty (it holds {what}: {shown}); nothing there is overwritten. "
+                      f"Resume that run with train.resume=auto, or train into a new or empty run.dir")
 
 
 class MetricsWriter:
