@@ -126,3 +126,35 @@ def test_every_recipe_loads_and_builds():
         cfg.model.weights = None  # a pretrained file named in a recipe need not exist here
         model = build_model(cfg.model, 10, shape)
         assert model(torch.zeros(2, *shape)).shape == (2, 10), r.name
+
+
+def test_a_recipe_bomb_is_refused_quickly(tmp_path, monkeypatch):
+    from trainlab.config import read_recipe
+
+    laughs = ["a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
+    for i in range(1, 9):  # 10**9 values once every alias is expanded
+        laughs.append(f"{chr(97 + i)}: &{chr(97 + i)} [" + ", ".join([f"*{chr(96 + i)}"] * 10) + "]")
+    (tmp_path / "laughs.yaml").write_text("\n".join(laughs) + "\n")
+    with pytest.raises(ConfigError, match="expands to more than 100,000 values"):
+        read_recipe(tmp_path / "laughs.yaml")
+    (tmp_path / "big.yaml").write_text("# padding\n" * 200_000)
+    with pytest.raises(ConfigError, match="larger than a recipe can be.*TRAINLAB_MAX_YAML_BYTES"):
+        read_recipe(tmp_path / "big.yaml")
+    monkeypatch.setenv("TRAINLAB_MAX_YAML_BYTES", str(10 << 20))  # the user can raise the limit
+    assert read_recipe(tmp_path / "big.yaml") == {}
+
+
+def test_a_key_given_twice_is_refused_naming_both_lines(tmp_path):
+    from trainlab.config import read_recipe
+
+    (tmp_path / "twice.yaml").write_text("optim:\n  lr: 0.1\n  name: sgd\n  lr: 0.01\n")
+    with pytest.raises(ConfigError, match=r"twice.yaml, line 4: key 'lr' appears twice .*first on line 2"):
+        read_recipe(tmp_path / "twice.yaml")
+    (tmp_path / "utf16.yaml").write_bytes("optim:\n  lr: 0.1\n".encode("utf-16"))
+    with pytest.raises(ConfigError, match="not UTF-8.*iconv -f UTF-16"):
+        read_recipe(tmp_path / "utf16.yaml")
+
+
+def test_max_samples_zero_is_refused():
+    with pytest.raises(ConfigError, match="data.max_samples=0 must be >= 1"):
+        config.load({}, ["data.max_samples=0"])

@@ -17,6 +17,8 @@ from typing import Any, Literal
 
 import yaml
 
+from .safe_yaml import load_yaml_file
+
 from ..errors import ConfigError
 from .schema import Config, validate
 
@@ -144,15 +146,7 @@ def apply_overrides(data: dict, overrides: list[str] | dict) -> dict:
 
 def read_recipe(path: str | Path) -> dict:
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"recipe not found: {path}")
-    try:
-        with open(path, encoding="utf-8") as fh:
-            data = yaml.safe_load(fh)  # safe_load: a recipe can never construct objects or run code
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML: {e}") from None
-    except UnicodeDecodeError as e:
-        raise ConfigError(f"{path}: not UTF-8 text (byte {e.start})") from None
+    data = load_yaml_file(path, "recipe")  # safe YAML: never constructs objects; size, alias and duplicate checks
     if data is None:
         data = {}
     if not isinstance(data, dict):

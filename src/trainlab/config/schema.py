@@ -110,6 +110,7 @@ class DataConfig(_Section):
             "min_freq": (self.min_freq >= 1, "must be >= 1"),
             "vocab_size": (self.vocab_size is None or self.vocab_size >= 2, "must be >= 2"),
             "max_tokens": (self.max_tokens is None or self.max_tokens >= 2, "must be >= 2"),
+            "max_samples": (self.max_samples is None or self.max_samples >= 1, "must be >= 1 (or null for all)"),
         })
 
 
