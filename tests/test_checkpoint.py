@@ -93,3 +93,25 @@ def test_checkpoint_file_mode_and_stale_temp_files(tmp_path):
     (tmp_path / ".last.pt.abc123.tmp").write_bytes(b"half a checkpoint")
     assert [p.name for p in remove_stale_temp_files(tmp_path)] == [".last.pt.abc123.tmp"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]
+
+
+def test_a_checkpoint_that_inflates_to_gigabytes_is_refused_quickly(tmp_path, monkeypatch):
+    import zipfile
+
+    import pytest
+
+    from trainlab.engine.checkpoint import load_checkpoint
+    from trainlab.errors import CheckpointError
+
+    bomb = tmp_path / "bomb.pt"
+    with zipfile.ZipFile(bomb, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        with zf.open("archive/data.pkl", "w", force_zip64=True) as fh:
+            chunk = bytes(1 << 20)
+            for _ in range(256):  # 256 MiB of zeros, a few hundred kB on disk
+                fh.write(chunk)
+    assert bomb.stat().st_size < 2 << 20
+    with pytest.raises(CheckpointError, match="inflate to 268,435,456.*TRAINLAB_MAX_CHECKPOINT_BYTES"):
+        load_checkpoint(bomb)
+    monkeypatch.setenv("TRAINLAB_MAX_CHECKPOINT_BYTES", str(1 << 30))  # raised: then torch says it is no checkpoint
+    with pytest.raises(CheckpointError, match="unreadable or truncated"):
+        load_checkpoint(bomb)

@@ -76,6 +76,7 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
+    _check_inflated_size(path)
     try:
         obj = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
@@ -89,6 +90,27 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
     if not isinstance(obj, dict):
         raise CheckpointError(f"{path}: not a trainlab checkpoint (holds a {type(obj).__name__})")
     return obj
+
+
+MAX_INFLATION = 4  # torch stores tensors uncompressed: a real checkpoint inflates to about its own size
+
+
+def _check_inflated_size(path: Path) -> None:
+    """A small compressed file that inflates to gigabytes is refused before anything is read. The
+    limit (4x the file size, at least 64 MiB) is raised with TRAINLAB_MAX_CHECKPOINT_BYTES."""
+    if not zipfile.is_zipfile(path):
+        return  # the legacy (pre-1.6) format, or not a checkpoint: torch.load says which
+    try:
+        with zipfile.ZipFile(path) as zf:
+            inflated = sum(i.file_size for i in zf.infolist())
+    except (zipfile.BadZipFile, OSError) as e:
+        raise CheckpointError(f"{path}: unreadable or truncated checkpoint ({e})") from None
+    raw = os.environ.get("TRAINLAB_MAX_CHECKPOINT_BYTES")
+    limit = int(raw) if raw and raw.isdigit() else max(MAX_INFLATION * path.stat().st_size, 64 << 20)
+    if inflated > limit:
+        raise CheckpointError(f"{path}: refused: its {path.stat().st_size:,} bytes inflate to {inflated:,} "
+                              f"(more than {limit:,}); a checkpoint written by torch.save is not compressed. "
+                              f"If you trust it, raise TRAINLAB_MAX_CHECKPOINT_BYTES")
 
 
 def load_model_state(model: torch.nn.Module, state: dict, source: str) -> None:
