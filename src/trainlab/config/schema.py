@@ -71,6 +71,8 @@ class DataConfig(_Section):
     resize: Literal["crop", "stretch"] = _f("crop", "image files: keep aspect and centre-crop, or stretch")
     layout: Literal["auto", "class_folders", "filename_prefix"] = _f("auto", "image files: how labels are stored")
     split_dirs: dict = _f({}, "image files: split -> folder under root (default: train/val/test names found)")
+    max_image_pixels: int = _f(89_478_485, "image files: refuse (or, with on_bad_image=skip, skip) an image with "
+                                           "more pixels than this, checked before decoding (decompression bombs)")
     on_bad_image: Literal["skip", "error"] = _f("skip", "unreadable image or clip, or a clip shorter than data.frames: "
                                                           "skip it with a warning, or stop")
     frames: int = _f(16, "video: frames sampled per clip (uniform segments; random offsets in training)")

@@ -28,7 +28,8 @@ from ..errors import DataError
 from .image_files import FileList
 
 LOG = logging.getLogger("trainlab")
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: EXIF orientation applied, 16-bit images scaled, alpha composited
+MAX_PIXELS = 89_478_485  # Pillow's own default limit (about 0.25 GB as RGB)
 
 
 class DecodeSettings:
@@ -37,30 +38,68 @@ class DecodeSettings:
     ragged = False  # True: arrays differ in their first dimension (clip lengths); padded in the cache
     what = "image"  # for messages
 
-    def __init__(self, size: Optional[tuple[int, int]], channels: int, resize: str):
-        self.size, self.channels, self.resize = size, channels, resize
+    def __init__(self, size: Optional[tuple[int, int]], channels: int, resize: str, max_pixels: int = MAX_PIXELS):
+        self.size, self.channels, self.resize, self.max_pixels = size, channels, resize, max_pixels
 
     def key(self) -> dict:
-        return {"size": self.size, "channels": self.channels, "resize": self.resize, "v": CACHE_VERSION}
+        return {"size": self.size, "channels": self.channels, "resize": self.resize, "max_pixels": self.max_pixels,
+                "v": CACHE_VERSION}
 
     def decode(self, path: Path) -> np.ndarray:
         return decode_image(path, self)
 
 
 def decode_image(path: Path, s: DecodeSettings) -> np.ndarray:
-    """One file -> uint8 [C, H, W]. Raises DataError naming the file when it cannot be decoded."""
-    from PIL import Image, UnidentifiedImageError
+    """One file -> uint8 [C, H, W]. Raises DataError naming the file when it cannot be decoded, or
+    when it has more pixels than ``data.max_image_pixels`` (checked from the header, before decoding)."""
+    import warnings
 
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    Image.MAX_IMAGE_PIXELS = None  # our own limit below, with the file and the key in its message
     try:
-        with Image.open(path) as im:
-            return image_array(im, s)
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                w, h = im.size
+                if w * h > s.max_pixels:
+                    raise DataError(f"{path}: {w}x{h} pixels ({w * h / 1e6:.0f} MP) is more than "
+                                    f"data.max_image_pixels={s.max_pixels:,}; raise it if the image is real")
+                return image_array(ImageOps.exif_transpose(im), s)  # the orientation a viewer shows
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
         raise DataError(f"{path}: cannot decode image ({type(e).__name__}: {e})") from None
+
+
+def _to_8bit(im):
+    """Modes Pillow's convert() would clip or misread -> an 8-bit image with the same look: 16- and
+    32-bit integer greys scaled to 0-255, floats in [0, 1] scaled, alpha composited onto black."""
+    from PIL import Image
+
+    if im.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
+        arr = np.asarray(im, dtype=np.int64)
+        top = 65535 if arr.max(initial=0) <= 65535 else int(arr.max())
+        if arr.min(initial=0) < 0:
+            raise DataError(f"{getattr(im, 'filename', 'image')}: 32-bit image with negative values; convert it to "
+                            f"8-bit first")
+        return Image.fromarray(np.round(arr * (255 / top)).astype(np.uint8), "L")
+    if im.mode == "F":
+        arr = np.asarray(im, dtype=np.float64)
+        if arr.size and (arr.min() < 0 or arr.max() > 1):
+            raise DataError(f"{getattr(im, 'filename', 'image')}: floating-point image outside [0, 1] "
+                            f"({arr.min():g}..{arr.max():g}); convert it to 8-bit first")
+        return Image.fromarray(np.round(arr * 255).astype(np.uint8), "L")
+    if im.mode == "P":
+        im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+    if im.mode in ("RGBA", "LA", "PA", "La", "RGBa"):
+        rgba = np.asarray(im.convert("RGBA"), dtype=np.float64)
+        rgb = rgba[..., :3] * (rgba[..., 3:] / 255.0)  # transparent means nothing there: black
+        return Image.fromarray(np.round(rgb).astype(np.uint8), "RGB")
+    return im
 
 
 def image_array(im, s: DecodeSettings) -> np.ndarray:
     """A PIL image (a file's, or a video frame's) -> uint8 [C, H, W] with the settings' channels and size."""
-    im = im.convert("L" if s.channels == 1 else "RGB")
+    im = _to_8bit(im).convert("L" if s.channels == 1 else "RGB")
     if s.size is not None and im.size != (s.size[1], s.size[0]):
         im = _resize(im, s.size, s.resize)
     arr = np.asarray(im, dtype=np.uint8)

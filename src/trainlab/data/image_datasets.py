@@ -40,7 +40,7 @@ def decode_settings(cfg: DataConfig) -> DecodeSettings:
         size = (size, size)
     elif size is not None:
         size = (int(size[0]), int(size[1]))
-    return DecodeSettings(size, cfg.channels or 3, cfg.resize)
+    return DecodeSettings(size, cfg.channels or 3, cfg.resize, cfg.max_image_pixels)
 
 
 def load_split(files: FileList, cfg: DataConfig, split: str):
