@@ -122,3 +122,29 @@ def test_variable_windows_keep_count_and_coverage_and_are_seeded():
 def test_too_few_tokens_for_the_batch_is_a_clear_error():
     with pytest.raises(DataError, match="valid split has 5 tokens: too few for 4 streams"):
         BPTTLoader(torch.arange(5), batch_size=4, bptt=3, device=torch.device("cpu"), split="valid")
+
+
+@pytest.mark.parametrize("raw, advice", [
+    ("the cat\nsat on the mat\n".encode("utf-16"), "iconv -f UTF-16 -t UTF-8"),
+    ("the cat\nsat on the mat\n".encode("utf-16-le"), "UTF-16 without a byte-order mark.*iconv -f UTF-16LE"),
+    ("caf\xe9 \u201cquoted\u201d\n".encode("cp1252"), "iconv -f cp1252 -t UTF-8"),
+    ("caf\xe9 cr\xe8me\n".encode("latin1"), "iconv -f latin1 -t UTF-8"),
+])
+def test_a_corpus_that_is_not_utf8_gets_the_right_conversion_advice(tmp_path, raw, advice):
+    from trainlab.data.text_files import read_text
+
+    path = tmp_path / "corpus.txt"
+    path.write_bytes(raw)
+    with pytest.raises(DataError, match=f"corpus.txt: .*{advice}"):
+        read_text(path)
+
+
+def test_control_characters_in_a_corpus_are_reported_with_their_line(tmp_path):
+    from trainlab.data.text_files import read_text
+
+    path = tmp_path / "corpus.txt"
+    path.write_text("a fine line\nanother\none with a \x00 null and a \x1b escape\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"corpus.txt: 2 control character\(s\) \(U\+0000, U\+001B\), the first on line 3"):
+        read_text(path)
+    path.write_text("tabs\tare fine\r\nand CRLF too\n", encoding="utf-8")
+    assert read_text(path) == "tabs\tare fine\nand CRLF too\n"

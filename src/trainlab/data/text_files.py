@@ -34,11 +34,46 @@ def read_text(path: str | Path) -> str:
     except UnicodeDecodeError as e:
         where = "of the decompressed text " if path.suffix == ".gz" else ""
         raise DataError(f"{path}: not valid UTF-8 at byte offset {e.start:,} {where}"
-                        f"(bytes {raw[e.start:e.start + 4]!r}: {e.reason}); convert it with e.g. "
-                        f"iconv -f latin1 -t utf-8") from None
+                        f"(bytes {raw[e.start:e.start + 4]!r}: {e.reason}); {guess_encoding(raw)}") from None
     if text.startswith("\ufeff"):
         text = text[1:]
-    return text.replace("\r\n", "\n")
+    text = text.replace("\r\n", "\n")
+    _check_control_characters(path, text)
+    return text
+
+
+def guess_encoding(raw: bytes) -> str:
+    """Advice for converting bytes that are not UTF-8, from what they look like."""
+    head = raw[:4096]
+    if head[:2] in (b"\xff\xfe", b"\xfe\xff") or (len(head) > 8 and head[1::2].count(0) > len(head) // 4):
+        src = "UTF-16"  # a BOM, or every other byte zero: ASCII text in UTF-16
+    elif head[:3] == b"\xef\xbb\xbf":
+        src = "UTF-8 with a damaged byte later on; find it with: grep -naxv '.*' FILE"
+        return f"it starts as UTF-8 ({src})"
+    elif any(0x80 <= c <= 0x9f for c in head):
+        src = "cp1252"  # Windows' Western encoding uses 0x80-0x9f for printable characters
+    else:
+        src = "latin1"
+    return f"it looks like {src}: convert it with iconv -f {src} -t UTF-8 FILE > FILE.utf8"
+
+
+# control characters other than tab and newline: a corpus holding them is usually a binary file or a
+# wrong decoding, and they would become tokens silently
+_CONTROL = {c for c in range(32) if c not in (9, 10)} | {127}
+
+
+def _check_control_characters(path: Path, text: str) -> None:
+    bad = [i for i, ch in enumerate(text[:1_000_000]) if ord(ch) in _CONTROL]
+    if not bad:
+        return
+    if text.count("\x00", 0, 4096) > min(len(text), 4096) // 4:  # ASCII text stored as UTF-16 without a BOM
+        raise DataError(f"{path}: every other byte is zero: it looks like UTF-16 without a byte-order mark; "
+                        f"convert it with iconv -f UTF-16LE -t UTF-8 FILE > FILE.utf8 (or UTF-16BE)")
+    line = text.count("\n", 0, bad[0]) + 1
+    codes = sorted({f"U+{ord(text[i]):04X}" for i in bad[:1000]})
+    raise DataError(f"{path}: {len(bad):,} control character(s) ({', '.join(codes[:5])}), the first on line {line}; "
+                    f"a text corpus holds none (is it a binary file, or decoded wrongly?). Remove them, e.g. "
+                    f"tr -d '\\000-\\010\\013-\\037' < FILE > FILE.clean")
 
 
 def _find(root: Path, split: str) -> Optional[Path]:
