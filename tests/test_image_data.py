@@ -255,3 +255,18 @@ def test_archive_extraction_refuses_traversal_and_links(tmp_path):
     with tarfile.open(good, "w") as tf:
         tf.add(tmp_path / "src" / "x.txt", arcname="d/x.txt")
     assert [p.name for p in extract_archive(good, tmp_path / "out3")] == ["x.txt"]
+
+
+@needs_tiny
+def test_an_image_annotated_twice_is_refused_naming_the_lines(tiny_sample, tmp_path):
+    root, wnids, lines = tiny_sample
+    ann = root / "val" / "val_annotations.txt"
+    name, wnid = lines[0].split("\t")[:2]
+    other = next(w for w in wnids if w != wnid)
+    ann.write_text("\n".join(lines + [f"{name}\t{other}\t0\t0\t1\t1"]) + "\n")
+    with pytest.raises(DataError, match=rf"line {len(lines) + 1}: {name} is annotated again with another class "
+                                        rf"\({wnid} there, {other} here\), first on line 1"):
+        build_data(_cfg(root, tmp_path, name="tiny_imagenet", size=None, valid_fraction=0.0))
+    ann.write_text("\n".join(lines + [lines[0]]) + "\n")
+    with pytest.raises(DataError, match=rf"{name} is annotated again, first on line 1"):
+        build_data(_cfg(root, tmp_path, name="tiny_imagenet", size=None, valid_fraction=0.0))

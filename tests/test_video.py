@@ -86,6 +86,13 @@ def test_split_lists_are_honoured_and_a_missing_clip_is_named(videos, tmp_path):
     (videos / "trainlist01.txt").write_text("\n".join(train_list[:5] + ["up/v_up_nowhere.avi 4"]) + "\n")
     with pytest.raises(DataError, match=r"trainlist01.txt names 1 clip.*line 6: up/v_up_nowhere.avi"):
         build_data(_data(videos, tmp_path))
+    (videos / "trainlist01.txt").write_text("\n".join(train_list[:5] + [train_list[2]]) + "\n")
+    with pytest.raises(DataError, match=r"trainlist01.txt names 1 clip\(s\) twice.*line 6: .* \(first on line 3\)"):
+        build_data(_data(videos, tmp_path))
+    test_list = (videos / "testlist01.txt").read_text().splitlines()
+    (videos / "trainlist01.txt").write_text("\n".join(train_list[:5] + test_list[:1]) + "\n")
+    with pytest.raises(DataError, match="1 clip\\(s\\) are in both trainlist01.txt and testlist01.txt"):
+        build_data(_data(videos, tmp_path))
     for f in ("trainlist01.txt", "testlist01.txt"):
         (videos / f).unlink()
     b = build_data(_data(videos, tmp_path, test_fraction=0.25))  # no lists: fractions of all 20 clips

@@ -145,7 +145,7 @@ def scan_tiny_imagenet(root: Path) -> tuple[FileList, FileList, list[str], list[
 def _tiny_imagenet_val(root: Path, ann: Path, index: dict) -> FileList:
     images_dir = root / "val" / "images"
     on_disk = {p.name for p in images_dir.iterdir() if is_image(p)}
-    paths, labels, problems, seen = [], [], [], set()
+    paths, labels, problems, seen = [], [], [], {}
     for n, line in enumerate(ann.read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip():
             continue
@@ -154,15 +154,19 @@ def _tiny_imagenet_val(root: Path, ann: Path, index: dict) -> FileList:
             problems.append(f"line {n}: expected 'file<TAB>wnid...', got {line[:60]!r}")
             continue
         name, wnid = fields[0], fields[1]
-        if wnid not in index:
+        if name in seen:
+            first, first_wnid = seen[name]
+            two = f" with another class ({first_wnid} there, {wnid} here)" if first_wnid != wnid else ""
+            problems.append(f"line {n}: {name} is annotated again{two}, first on line {first}")
+        elif wnid not in index:
             problems.append(f"line {n}: class {wnid} is not in wnids.txt")
         elif name not in on_disk:
             problems.append(f"line {n}: {name} is not in {images_dir}")
         else:
             paths.append(images_dir / name)
             labels.append(index[wnid])
-            seen.add(name)
-    unlabelled = sorted(on_disk - seen)
+        seen.setdefault(name, (n, wnid))
+    unlabelled = sorted(on_disk - set(seen))
     if unlabelled:
         problems.append(f"{len(unlabelled)} image(s) in {images_dir} have no annotation, e.g. {unlabelled[:3]}")
     if problems:

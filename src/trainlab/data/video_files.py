@@ -70,7 +70,7 @@ def read_split_list(path: Path, clips: dict[str, tuple[Path, int]]) -> FileList:
     """The clips a split list names, in its order. A clip that is not on disk is an error naming the line.
     Names are matched without regard to case: UCF101's lists spell some clips differently from the files."""
     lower = {k.lower(): v for k, v in clips.items()}
-    paths, labels, missing = [], [], []
+    paths, labels, missing, twice, lines = [], [], [], [], {}
     for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         name = line.strip().split(" ")[0].replace("\\", "/") if line.strip() else ""
         if not name:
@@ -79,11 +79,17 @@ def read_split_list(path: Path, clips: dict[str, tuple[Path, int]]) -> FileList:
         if hit is None:
             missing.append(f"line {n}: {name}")
             continue
+        if hit[0] in lines:
+            twice.append(f"line {n}: {name} (first on line {lines[hit[0]]})")
+            continue
+        lines[hit[0]] = n
         paths.append(hit[0])
         labels.append(hit[1])
     if missing:
         raise DataError(f"{path} names {len(missing)} clip(s) not found under the dataset root: "
                         + "; ".join(missing[:5]))
+    if twice:
+        raise DataError(f"{path} names {len(twice)} clip(s) twice; each clip is one sample: " + "; ".join(twice[:5]))
     if not paths:
         raise DataError(f"{path}: lists no clips")
     return FileList(paths, labels)
@@ -97,6 +103,10 @@ def clip_splits(root: Path, split_id: int, folder: Optional[str] = None) -> tupl
         items = list(clips.values())
         return {"train": FileList([p for p, _ in items], [y for _, y in items])}, classes
     splits = {"train": read_split_list(lists[0], clips), "test": read_split_list(lists[1], clips)}
+    both = sorted(set(splits["train"].paths) & set(splits["test"].paths))
+    if both:  # a test clip trained on: every test figure would be optimistic
+        raise DataError(f"{len(both)} clip(s) are in both {lists[0].name} and {lists[1].name}, e.g. "
+                        f"{', '.join(str(p.relative_to(root)) for p in both[:3])}; a clip belongs to one split")
     unused = len(clips) - len(splits["train"]) - len(splits["test"])
     if unused > 0:
         LOG.info("%d clip(s) under %s are in neither %s nor %s", unused, root, lists[0].name, lists[1].name)
