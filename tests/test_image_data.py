@@ -270,3 +270,44 @@ def test_an_image_annotated_twice_is_refused_naming_the_lines(tiny_sample, tmp_p
     ann.write_text("\n".join(lines + [lines[0]]) + "\n")
     with pytest.raises(DataError, match=rf"{name} is annotated again, first on line 1"):
         build_data(_cfg(root, tmp_path, name="tiny_imagenet", size=None, valid_fraction=0.0))
+
+
+@needs_catsdogs
+@pytest.mark.parametrize("damage", ["truncate", "zero", "edit", "metadata"])
+def test_a_damaged_cache_is_detected_and_rebuilt(catsdogs_sample, tmp_path, monkeypatch, caplog, damage):
+    cfg = _cfg(catsdogs_sample, tmp_path)
+    first = build_data(cfg)
+    data = next((tmp_path / "cache").glob("*-train-*.u8"))
+    raw = bytearray(data.read_bytes())
+    if damage == "truncate":
+        data.write_bytes(raw[: len(raw) // 2])
+    elif damage == "zero":
+        data.write_bytes(bytes(len(raw)))
+    elif damage == "edit":  # one byte, in place, size and name unchanged
+        raw[len(raw) // 3] ^= 0xFF
+        data.write_bytes(raw)
+    else:
+        data.with_suffix(".json").write_text("{not json")
+    calls = []
+    real = image_cache.decode_image
+    monkeypatch.setattr(image_cache, "decode_image", lambda *a: calls.append(a) or real(*a))
+    with caplog.at_level(logging.WARNING, logger="trainlab"):
+        again = build_data(cfg)
+    assert calls and "is damaged" in caplog.text
+    assert torch.equal(again.splits["train"].images, first.splits["train"].images)
+
+
+@needs_catsdogs
+def test_a_full_disk_while_writing_the_cache_leaves_no_temp_files(catsdogs_sample, tmp_path, monkeypatch, caplog):
+    import errno
+
+    def full(arr, path):
+        with open(path, "wb") as fh:
+            fh.write(b"\0" * 1000)  # part of it written, then the disk is full
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(image_cache, "_write_array", full)
+    with caplog.at_level(logging.WARNING, logger="trainlab"):
+        bundle = build_data(_cfg(catsdogs_sample, tmp_path))
+    assert len(bundle.splits["train"]) > 0 and "No space left" in caplog.text  # the run goes on, uncached
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == []
