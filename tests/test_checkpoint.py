@@ -115,3 +115,19 @@ def test_a_checkpoint_that_inflates_to_gigabytes_is_refused_quickly(tmp_path, mo
     monkeypatch.setenv("TRAINLAB_MAX_CHECKPOINT_BYTES", str(1 << 30))  # raised: then torch says it is no checkpoint
     with pytest.raises(CheckpointError, match="unreadable or truncated"):
         load_checkpoint(bomb)
+
+
+def test_an_atomic_write_that_fails_keeps_the_old_file_and_no_temp(tmp_path):
+    import pytest
+
+    from trainlab import atomic
+
+    target = tmp_path / "report.html"
+    atomic.write_text(target, "old")
+    with pytest.raises(RuntimeError):
+        with atomic.atomic_open(target) as fh:
+            fh.write("half of the new")
+            raise RuntimeError("killed mid-write")
+    assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["report.html"]
+    atomic.write_text(target, "new")
+    assert target.read_text() == "new" and oct(target.stat().st_mode & 0o777) != oct(0o600)

@@ -19,6 +19,7 @@ from typing import Optional
 import torch
 from torch import nn
 
+from . import atomic
 from . import config as config_mod
 from .config import Config
 from .build import build_parts, build_trainer
@@ -110,7 +111,7 @@ def _trim_metrics(run: RunDir, step: int) -> None:
         import json
 
         keep = [r for r in read_metrics(run.path) if r["step"] <= step and "checkpoint" not in r]
-        path.write_text("".join(json.dumps(r) + "\n" for r in keep), encoding="utf-8")
+        atomic.write_text(path, "".join(json.dumps(r) + "\n" for r in keep))
 
 
 def train(recipe=None, *overrides: str, model: nn.Module | None = None, datasets: dict | None = None,
@@ -239,7 +240,7 @@ def evaluate(checkpoint: str | Path, *overrides: str, split: str = "test", out: 
     result = {"checkpoint": str(checkpoint), "split": split, **result, **meter.details(model.class_names)}
     out = Path(out) if out else Path(checkpoint).with_name(f"eval_{split}_{Path(checkpoint).stem}.json")
     try:
-        out.write_text(json.dumps(result, indent=2), encoding="utf-8")
+        atomic.write_text(out, json.dumps(result, indent=2))
         result["written_to"] = str(out)
     except OSError as e:
         LOG.warning("could not write %s: %s", out, e)

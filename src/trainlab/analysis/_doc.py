@@ -11,6 +11,8 @@ import html
 import re
 from pathlib import Path
 
+from .. import atomic
+
 CSS = """
 body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;
 color:#222;line-height:1.45}
@@ -83,15 +85,15 @@ class Doc:
         page = (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
                 f"<title>{html.escape(self.title)}</title><style>{CSS}</style></head><body>\n"
                 f"<h1>{html.escape(self.title)}</h1>\n" + "\n".join(self.html) + "\n</body></html>\n")
-        html_path.write_text(page, encoding="utf-8")
+        atomic.write_text(html_path, page)
         md_path = html_path.with_suffix(".md")
         files = html_path.with_name(html_path.stem + "_files")
         if self.images:
             files.mkdir(exist_ok=True)
             for name, png in self.images.items():
-                (files / name).write_bytes(png)
+                atomic.write_bytes(files / name, png)
         body = "\n".join(self.md).replace("](FILES/", f"]({files.name}/")
-        md_path.write_text(f"# {self.title}\n{body}", encoding="utf-8")
+        atomic.write_text(md_path, f"# {self.title}\n{body}")
         return html_path, md_path
 
 

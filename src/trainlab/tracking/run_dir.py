@@ -11,6 +11,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Optional
 
+from .. import atomic
 from ..config import Config
 from ..errors import ConfigError
 from .lock import LOCK_NAME, RunLock
@@ -60,7 +61,7 @@ class RunDir:
             self.lock = None
 
     def write_start(self, cfg: Config, device, argv: list[str] | None = None) -> None:
-        (self.path / "config.yaml").write_text(cfg.to_yaml(), encoding="utf-8")
+        atomic.write_text(self.path / "config.yaml", cfg.to_yaml())
         cmd = argv if argv is not None else sys.argv
         with open(self.path / "command.txt", "a", encoding="utf-8") as fh:
             fh.write(f"{datetime.now().isoformat(timespec='seconds')}  {shlex.join(cmd)}\n")
@@ -72,11 +73,7 @@ class RunDir:
             fh.write(f"{datetime.now().isoformat(timespec='seconds')}  # {text}\n")
 
     def write_json(self, name: str, obj) -> Path:
-        p = self.path / name
-        tmp = p.with_suffix(p.suffix + ".tmp")
-        tmp.write_text(json.dumps(obj, indent=2), encoding="utf-8")
-        tmp.replace(p)
-        return p
+        return atomic.write_text(self.path / name, json.dumps(obj, indent=2))
 
     def attach_log(self) -> logging.Handler:
         """train.log gets the run's INFO lines also from the Python API, where nobody set up logging
