@@ -311,3 +311,21 @@ def test_a_full_disk_while_writing_the_cache_leaves_no_temp_files(catsdogs_sampl
         bundle = build_data(_cfg(catsdogs_sample, tmp_path))
     assert len(bundle.splits["train"]) > 0 and "No space left" in caplog.text  # the run goes on, uncached
     assert [p.name for p in (tmp_path / "cache").iterdir()] == []
+
+
+def test_an_archive_bomb_or_an_existing_file_is_refused_and_nothing_is_kept(tmp_path, monkeypatch):
+    bomb = tmp_path / "bomb.zip"
+    with zipfile.ZipFile(bomb, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("small.txt", "fine")
+        zf.writestr("zeros.bin", bytes(8 << 20))  # 8 MiB of zeros: a few kB compressed
+    assert bomb.stat().st_size < 100_000
+    with pytest.raises(DataError, match="inflates to more than 1,048,576 bytes.*--max-bytes"):
+        extract_archive(bomb, tmp_path / "out", max_bytes=1 << 20)
+    assert [p for p in (tmp_path / "out").rglob("*") if p.is_file()] == []  # what it wrote is gone
+    monkeypatch.setenv("TRAINLAB_MAX_EXTRACT_BYTES", str(16 << 20))  # raised by the user
+    assert sorted(p.name for p in extract_archive(bomb, tmp_path / "out")) == ["small.txt", "zeros.bin"]
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "small.txt").write_text("my own file")
+    with pytest.raises(DataError, match="would replace .*small.txt, which exists"):
+        extract_archive(bomb, tmp_path / "mine")
+    assert (tmp_path / "mine" / "small.txt").read_text() == "my own file"

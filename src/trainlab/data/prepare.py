@@ -108,20 +108,67 @@ def _members(archive: Path):
             yield m.name, kind, lambda m=m: tf.extractfile(m)
 
 
-def extract_archive(archive: str | Path, dst: str | Path) -> list[Path]:
-    """Extract .zip / .tar(.gz/.bz2/.xz) into dst; refuse absolute paths, '..', links and devices."""
+MAX_RATIO, MIN_LIMIT = 100, 1 << 30  # inflate to at most 100x the archive, and never less than 1 GiB allowed
+
+
+def extract_limit(archive: Path, max_bytes: int | None = None) -> int:
+    """How much an extraction may write: ``max_bytes``, else TRAINLAB_MAX_EXTRACT_BYTES, else
+    100x the archive's size (at least 1 GiB). Real dataset archives inflate a few times at most."""
+    if max_bytes is None:
+        raw = os.environ.get("TRAINLAB_MAX_EXTRACT_BYTES")
+        max_bytes = int(raw) if raw and raw.isdigit() else max(MAX_RATIO * archive.stat().st_size, MIN_LIMIT)
+    return max_bytes
+
+
+def extract_archive(archive: str | Path, dst: str | Path, max_bytes: int | None = None) -> list[Path]:
+    """Extract .zip / .tar(.gz/.bz2/.xz) into dst; refuse absolute paths, '..', links and devices,
+    members that would replace an existing file, and more than ``extract_limit`` bytes in all (an
+    archive bomb). A refused or failed extraction removes what it wrote."""
     archive, dst = Path(archive), Path(dst)
+    if not archive.is_file():
+        raise DataError(f"archive not found: {archive}")
+    limit = extract_limit(archive, max_bytes)
     dst.mkdir(parents=True, exist_ok=True)
-    out = []
-    for name, kind, opener in _members(archive):
-        target = _safe_target(dst, name)
-        if kind == "other":
-            raise DataError(f"{archive}: member {name!r} is a link or special file: refused")
-        if kind == "dir":
-            target.mkdir(parents=True, exist_ok=True)
-            continue
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with opener() as fsrc, open(target, "wb") as fdst:
-            shutil.copyfileobj(fsrc, fdst)
-        out.append(target)
+    out: list[Path] = []
+    try:
+        written = 0
+        for name, kind, opener in _members(archive):
+            target = _safe_target(dst, name)
+            if kind == "other":
+                raise DataError(f"{archive}: member {name!r} is a link or special file: refused")
+            if kind == "dir":
+                target.mkdir(parents=True, exist_ok=True)
+                continue
+            if target.exists():
+                raise DataError(f"{archive}: member {name!r} would replace {target}, which exists; nothing is "
+                                f"overwritten: extract into an empty folder")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            out.append(target)
+            written = _copy_limited(opener, target, written, limit, archive)
+    except OSError as e:
+        _remove(out)
+        raise DataError(f"cannot extract {archive} into {dst}: {e.strerror or e}; nothing of it was kept") from None
+    except BaseException:
+        _remove(out)
+        raise
     return out
+
+
+def _copy_limited(opener, target: Path, written: int, limit: int, archive: Path) -> int:
+    with opener() as fsrc, open(target, "wb") as fdst:
+        while chunk := fsrc.read(1 << 20):
+            written += len(chunk)
+            if written > limit:
+                raise DataError(f"{archive}: inflates to more than {limit:,} bytes (an archive bomb?); refused. "
+                                f"If it is real, raise the limit: trainlab prepare extract --max-bytes N, or "
+                                f"TRAINLAB_MAX_EXTRACT_BYTES")
+            fdst.write(chunk)
+    return written
+
+
+def _remove(paths: list[Path]) -> None:
+    for p in paths:
+        try:
+            p.unlink(missing_ok=True)
+        except OSError:
+            pass
