@@ -84,3 +84,36 @@ def test_progress_is_logged_when_stderr_is_not_a_terminal(tmp_path):
     interval = max(2, -(-n // 10))  # log_every_steps, or a tenth of the epoch if that is more
     expected = [f"{b}/{n}" for b in range(interval, n, interval)]
     assert seen == {"1/2": expected, "2/2": expected}
+
+
+class TupleNet(CourseNet):
+    def forward(self, x):
+        return self.net(x), "aux"
+
+
+def test_a_model_returning_a_tuple_is_a_clear_error(tmp_path):
+    with pytest.raises(trainlab.DataError, match="model TupleNet returned a tuple, not a tensor of logits"):
+        trainlab.train(tiny_recipe(tmp_path / "run", train={"epochs": 1}), model=TupleNet())
+
+
+def test_a_model_with_the_wrong_number_of_outputs_is_a_clear_error(tmp_path):
+    with pytest.raises(trainlab.DataError, match=r"returned shape \(32, 3\) for a batch of 32; expected .*10 classes"):
+        trainlab.train(tiny_recipe(tmp_path / "run", train={"epochs": 1}),
+                       model=nn.Sequential(nn.Flatten(), nn.Linear(784, 3)))
+
+
+@pytest.mark.parametrize("sample, message", [
+    (lambda: (__import__("PIL.Image").Image.new("L", (6, 6)), 0), "input of type Image, not a tensor .*ToTensor"),
+    (lambda: (torch.zeros(1, 6, 6), "cat"), "label 'cat' .*class indices"),
+    (lambda: torch.zeros(1, 6, 6), "each sample must be a pair"),
+])
+def test_a_python_dataset_of_the_wrong_kind_is_a_clear_error(tmp_path, sample, message):
+    class Bad(torch.utils.data.Dataset):
+        def __len__(self):
+            return 4
+
+        def __getitem__(self, i):
+            return sample()
+
+    with pytest.raises(trainlab.DataError, match=message):
+        trainlab.train(tiny_recipe(tmp_path / "run"), datasets={"train": Bad()}, class_names=["a", "b"])

@@ -1,6 +1,7 @@
 """Model anatomy: shapes and mult-adds against hand calculations, tied weights, real file sizes."""
 
 import os
+import re
 
 import pytest
 import torch
@@ -144,3 +145,15 @@ def test_summary_cli_prints_totals_and_writes_diagram(tmp_path, capsys):
 def test_summary_graph_to_tensorboard(tmp_path):
     assert main(["summary", "mlp", "--input", "1x28x28", "--tensorboard", str(tmp_path / "tb")]) == 0
     assert list((tmp_path / "tb").glob("events.out.tfevents.*"))
+
+
+@pytest.mark.parametrize("target, shape, message", [
+    ("convnet", "28x28", "cannot build convnet for an input of 28x28"),
+    ("transformer_lm", "3x28x28", "TransformerLM cannot take an input of 3x28x28 .*--dtype long"),
+])
+def test_an_input_of_the_wrong_rank_or_channels_is_a_clear_error(capsys, target, shape, message):
+    from trainlab.cli import main
+
+    assert main(["summary", target, "--input", shape]) != 0
+    err = capsys.readouterr().err
+    assert re.search(message, err) and "Traceback" not in err

@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Optional
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -58,7 +59,32 @@ def _dataset_loaders(cfg: Config, datasets: dict, device) -> dict:
             for k, d in datasets.items()}
 
 
+def _check_sample(split: str, ds) -> None:
+    """The first sample of a dataset passed from Python must be (tensor input, integer class)."""
+    try:
+        n = len(ds)
+        sample = ds[0] if n else None
+    except Exception as e:  # noqa: BLE001 - the user's dataset: say where it failed
+        raise DataError(f"datasets['{split}'] could not give its first sample: {type(e).__name__}: {e}") from None
+    if sample is None:
+        raise DataError(f"datasets['{split}'] is empty")
+    if not (isinstance(sample, (tuple, list)) and len(sample) == 2):
+        raise DataError(f"datasets['{split}'][0] is a {type(sample).__name__}; each sample must be a pair "
+                        f"(input tensor, class index)")
+    x, y = sample
+    if not isinstance(x, (torch.Tensor, np.ndarray)):
+        hint = " (add torchvision.transforms.ToTensor() to the dataset's transform)" if \
+            type(x).__module__.startswith("PIL") else ""
+        raise DataError(f"datasets['{split}'][0] has an input of type {type(x).__name__}, not a tensor{hint}")
+    as_int = y.item() if isinstance(y, torch.Tensor) and y.numel() == 1 else y
+    if isinstance(as_int, bool) or not isinstance(as_int, (int, np.integer)):
+        raise DataError(f"datasets['{split}'][0] has the label {y!r} ({type(y).__name__}); labels are class "
+                        f"indices 0..N-1 (map names to indices and pass class_names=[...])")
+
+
 def _from_datasets(cfg: Config, datasets: dict, class_names, device):
+    for split, ds in datasets.items():
+        _check_sample(split, ds)
     loaders = _dataset_loaders(cfg, datasets, device)
     first_x, _ = datasets["train"][0]
     input_shape = tuple(torch.as_tensor(first_x).shape)

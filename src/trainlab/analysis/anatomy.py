@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from ..errors import DataError
 from ._macs import FunctionCounter, _first_tensor, module_macs
 
 
@@ -140,7 +141,14 @@ def analyse(model: nn.Module, input_shape, dtype: str = "float") -> Anatomy:
     try:
         model.eval()
         with torch.no_grad(), FunctionCounter(rec.credit):
-            model(example_input(input_shape, dtype).to(_device(model)))
+            try:
+                model(example_input(input_shape, dtype).to(_device(model)))
+            except (RuntimeError, ValueError, TypeError, IndexError) as e:
+                shape = "x".join(map(str, input_shape))
+                raise DataError(
+                    f"{type(model).__name__} cannot take an input of {shape} ({dtype}): "
+                    f"{str(e).splitlines()[0] if str(e) else type(e).__name__}. Check --input: CxHxW for images "
+                    f"(e.g. 1x28x28, 3x64x64), T with --dtype long for token ids") from None
     finally:
         model.train(was_training)
         rec.remove()

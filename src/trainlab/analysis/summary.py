@@ -48,7 +48,15 @@ def model_for_summary(target: str, input_shape, num_classes: int) -> tuple[nn.Mo
         mcfg = ModelConfig(name=target)
     if input_shape is None:
         raise ConfigError(f"{target}: --input is required for a model name or recipe (e.g. --input 1x28x28)")
-    model = build_model(mcfg, num_classes, input_shape)
+    try:
+        model = build_model(mcfg, num_classes, input_shape)
+    except (RuntimeError, ValueError, TypeError, IndexError) as e:
+        if isinstance(e, ConfigError):
+            raise
+        shape = "x".join(map(str, input_shape))
+        raise ConfigError(f"cannot build {mcfg.class_path or mcfg.name} for an input of {shape}: "
+                          f"{str(e).splitlines()[0] if str(e) else type(e).__name__}. Check --input: CxHxW for "
+                          f"images (e.g. 1x28x28, 3x64x64), T with --dtype long for token ids") from None
     if path.suffix in (".yaml", ".yml"):
         model.trainlab_config = cfg  # so the full-checkpoint size uses the recipe's optimizer
     return model, tuple(input_shape)

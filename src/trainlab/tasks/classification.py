@@ -116,12 +116,24 @@ class ClassificationTask(Task):
             logits = self.logits(model, x)  # [B, num_classes]
         else:
             logits = self.tta_logits(model, x)
+        self._check_logits(model, logits, x)
         smoothing = self.label_smoothing if train else 0.0
         loss = F.cross_entropy(logits.float(), batch["targets"], label_smoothing=smoothing)
         return {"loss": loss, "outputs": logits}
 
     def logits(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
         return model(x)
+
+    def _check_logits(self, model: nn.Module, logits, x: torch.Tensor) -> None:
+        """A model whose output is not [batch, classes] logits gets an error saying what it returned."""
+        name = type(getattr(model, "module", model)).__name__
+        if not isinstance(logits, torch.Tensor):
+            raise DataError(f"model {name} returned a {type(logits).__name__}, not a tensor of logits [batch, "
+                            f"{self.num_classes}]: a classification model's forward returns the logits alone "
+                            f"(return the first element of the tuple, or wrap the model)")
+        if logits.dim() != 2 or logits.shape != (x.shape[0], self.num_classes):
+            raise DataError(f"model {name} returned shape {tuple(logits.shape)} for a batch of {x.shape[0]}; "
+                            f"expected logits [{x.shape[0]}, {self.num_classes}] ({self.num_classes} classes)")
 
     def tta_logits(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
         """'flip': the mean of the image's and its mirror's logits. 'flip_translate' (airbench's level 2):
