@@ -114,3 +114,42 @@ def test_loading_a_checkpoint_never_imports_the_module_it_names(tmp_path, monkey
     assert not (work / "ran.txt").exists()
     model = trainlab.load(hostile, trust_class_path=True)  # the user's explicit choice
     assert type(model).__name__ == "Model" and (work / "ran.txt").exists()
+
+
+def test_an_unwritable_run_folder_is_one_clear_message(tmp_path):
+    (tmp_path / "a_file").write_text("x")
+    for bad in (tmp_path / "a_file", tmp_path / "a_file" / "run"):
+        with pytest.raises(ConfigError, match="run.dir=.*is a file|cannot write the run directory"):
+            trainlab.train(tiny_recipe(bad))
+    out = subprocess.run([sys.executable, "-m", "trainlab", "train", "recipes/demo.yaml",
+                          f"run.dir={tmp_path / 'a_file' / 'run'}", "train.epochs=1"],
+                         env=ENV, cwd=REPO, capture_output=True, text=True)
+    assert out.returncode != 0 and "cannot write the run directory" in out.stderr and "Traceback" not in out.stderr
+
+
+class DiskFullAtEpoch2(trainlab.Callback):
+    name = "disk_full"
+
+    def on_epoch_end(self, trainer, epoch, partial):
+        if epoch == 1:
+            class Full:
+                name = trainer.writer.file.name
+
+                def write(self, text):
+                    raise OSError(28, "No space left on device")
+
+                def close(self):
+                    raise OSError(28, "No space left on device")  # a full disk fails the final flush too
+
+            trainer.writer.file = Full()
+
+
+def test_a_full_disk_mid_run_stops_clearly_and_the_run_resumes(tmp_path):
+    from trainlab.errors import TrainlabError
+
+    with pytest.raises(TrainlabError, match="metrics.jsonl: No space left on device .*resume with train.resume=auto"):
+        trainlab.train(tiny_recipe(tmp_path / "run", train={"epochs": 3}), callbacks=[DiskFullAtEpoch2()])
+    resumed = trainlab.train(tiny_recipe(tmp_path / "run", train={"epochs": 3, "resume": "auto"}))
+    full = trainlab.train(tiny_recipe(tmp_path / "full", train={"epochs": 3}))
+    strip = lambda ms: [{k: v for k, v in r.items() if k not in ("time", "seconds", "samples_per_s")} for r in ms]  # noqa: E731
+    assert strip(resumed.metrics) == strip(full.metrics)

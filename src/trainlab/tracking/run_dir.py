@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import logging
 import shlex
 import sys
@@ -13,7 +14,7 @@ from typing import Optional
 
 from .. import atomic
 from ..config import Config
-from ..errors import ConfigError
+from ..errors import ConfigError, TrainlabError
 from .lock import LOCK_NAME, RunLock
 from .env import environment
 
@@ -44,7 +45,14 @@ class RunDir:
             while path.exists():  # two runs started in the same second
                 n += 1
                 path = path.with_name(f"{stamp}-{n}")
-        path.mkdir(parents=True, exist_ok=True)
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            probe = path / f".write-test-{os.getpid()}"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as e:
+            raise ConfigError(f"cannot write the run directory {path}: {e.strerror or e}; point run.dir (or "
+                              f"run.root) at a writable folder with free space") from None
         run = cls(path)
         run.lock = RunLock(path).acquire()
         try:
@@ -127,8 +135,12 @@ class MetricsWriter:
 
     def write(self, record: dict) -> None:
         record = {"time": round(time.time(), 3), **record}
-        self.file.write(json.dumps(record) + "\n")
-        self.file.flush()
+        try:
+            self.file.write(json.dumps(record) + "\n")
+            self.file.flush()
+        except OSError as e:
+            raise TrainlabError(f"cannot write {self.file.name}: {e.strerror or e} (disk full?). The last "
+                                f"checkpoint is intact: free some space and resume with train.resume=auto") from None
         if self.tb is not None:
             split, step = record["split"], record["step"]
             for key, value in record.items():
@@ -137,9 +149,15 @@ class MetricsWriter:
             self.tb.flush()
 
     def close(self) -> None:
-        self.file.close()
+        try:
+            self.file.close()
+        except OSError:  # a full disk fails the final flush too; the error that stopped the run says so
+            pass
         if self.tb is not None:
-            self.tb.close()
+            try:
+                self.tb.close()
+            except OSError:
+                pass
 
 
 def read_metrics(run_dir: str | Path) -> list[dict]:
