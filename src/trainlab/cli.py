@@ -79,7 +79,7 @@ def cmd_eval(args) -> int:
 
 def cmd_predict(args) -> int:
     from . import api
-    from .inference import list_inputs, predict_files, write_predictions_csv
+    from .inference.predict import list_inputs, predict_files, write_predictions_csv
 
     model = api.load(args.checkpoint, device=args.device)
     rows = predict_files(model, list_inputs(model, args.inputs), topk=args.topk)
@@ -95,7 +95,7 @@ def cmd_generate(args) -> int:
 
     from . import api
     from .data.vocab import Vocab
-    from .generate import generate, write_stream
+    from .inference.generate import generate, write_stream
 
     model = api.load(args.checkpoint, device=args.device)
     vocab = Vocab.from_meta(model.trainlab_meta)
@@ -152,12 +152,12 @@ def cmd_sweep(args) -> int:
         search = {k: v for k, v in search.items() if v is not None}
     sw = sweep.from_args(args.target, args.grid or (), args.overrides, args.seeds, args.out, search)
     if sw.search:
-        from ._sweep_search import run_search
+        from .sweep.search import run_search
 
         result = run_search(sw, args.parallel)
     else:
         result = sweep.run_sweep(sw, args.parallel)
-    from ._sweep_results import cell_table
+    from .sweep.results import cell_table
 
     headers, rows = cell_table(result["cells"])
     print("  ".join(headers))
@@ -176,7 +176,7 @@ def cmd_sweep(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from .bench import bench_devices, format_table
+    from .sweep.devices import bench_devices, format_table
 
     rows, notes = bench_devices(args.recipe, args.overrides, args.steps)
     print(format_table(rows, notes))

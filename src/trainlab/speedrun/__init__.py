@@ -6,7 +6,7 @@ the first training step to the end of the final test evaluation (``timing.json``
 ``fit_s``, which includes the first step's warm-up or compilation, also shown alone); loading
 and decoding the data is timed apart (``data_s``). Nothing is chosen on the test set: the
 speed recipes have no per-epoch test evaluation and keep their final weights. Then the
-reference baseline (``reference.py``) runs for the same time, or to the same goal, and the
+reference baseline (``baselines/``) runs for the same time, or to the same goal, and the
 comparison is printed and written to ``speedrun.json`` / ``speedrun.md``.
 """
 
@@ -26,7 +26,7 @@ import torch
 from .. import __version__
 from ..errors import ConfigError
 from ..tracking.env import cpu_model
-from .reference import run_reference
+from .baselines import run_reference
 
 LOG = logging.getLogger("trainlab")
 REPO = Path(__file__).resolve().parents[3]
@@ -38,7 +38,7 @@ class Target:
     metric: str          # test metric the goal is on
     goal: float
     budget_s: float      # training seconds allowed on the reference machine (2 CPU cores)
-    baseline: str        # key of reference.BASELINES
+    baseline: str        # key of baselines.BASELINES
     mode: str = "max"    # 'max': higher is better (accuracy); 'min': lower (perplexity)
 
     def met(self, value: float) -> bool:

@@ -23,8 +23,8 @@ from typing import Optional
 
 import yaml
 
-from . import config as config_mod
-from .errors import ConfigError
+from .. import config as config_mod
+from ..errors import ConfigError
 
 LOG = logging.getLogger("trainlab")
 
@@ -231,8 +231,8 @@ def _write_atomic(path: Path, text: str) -> None:
 
 def run_sweep(sweep: Sweep, parallel: int = 1) -> dict:
     """Run the grid (skipping finished runs), then write results.csv, runs.csv and report.html."""
-    from ._sweep_exec import Executor
-    from ._sweep_results import write_results
+    from ._exec import Executor
+    from .results import write_results
 
     if not sweep.grid and not sweep.seeds:
         raise ConfigError("nothing to sweep: give --grid key=v1,v2 (two or more values) and/or --seeds N")

@@ -19,11 +19,11 @@ import time
 import warnings
 from pathlib import Path
 
-from . import config as config_mod
-from . import registry
-from .engine.trainer import monitor_mode
-from .errors import ConfigError
-from .sweep import RunSpec, Sweep, prepare_dir
+from .. import config as config_mod
+from .. import registry
+from ..engine.trainer import monitor_mode
+from ..errors import ConfigError
+from . import RunSpec, Sweep, prepare_dir
 
 LOG = logging.getLogger("trainlab")
 _FUNC = re.compile(r"^\s*(uniform|loguniform|int|logint)\(\s*([^,()]+?)\s*,\s*([^,()]+?)\s*\)\s*$")
@@ -120,8 +120,8 @@ def run_search(sweep: Sweep, parallel: int = 1) -> dict:
     # heartbeats and their retry callback are flagged experimental; they are what makes a killed
     # worker's trial come back, so the warning would only be noise on every start
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    from ._sweep_exec import Executor
-    from ._sweep_results import write_results
+    from ._exec import Executor
+    from .results import write_results
 
     s = dict(sweep.search)
     objective = s.get("objective") or config_mod.load(sweep.recipe, sweep.overrides).train.monitor
