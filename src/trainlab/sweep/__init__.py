@@ -9,6 +9,10 @@ process with ``train.resume=auto``. A run is finished when its ``done.json`` exi
 sweep started again skips finished runs and resumes the one that was cut off from its
 ``last.pt``. ``OUT/sweep.yaml`` records the base recipe and the grid; a restart with another
 recipe or grid in the same folder is refused rather than mixed in.
+
+This module is the sweep's definition (grid, seeds, presets, the folder); ``_exec`` runs the
+processes, ``search`` drives Optuna, ``results`` writes and ranks results.csv (no torch), and
+``devices`` times the same steps on CPU and GPU counts (``trainlab bench devices``).
 """
 
 from __future__ import annotations
