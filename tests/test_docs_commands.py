@@ -5,7 +5,7 @@ A command is a line of a fenced code block that begins with `trainlab ` or `$ tr
 with the real parser, so an option or override the CLI does not take fails here. The slow
 test runs every one, in doc order, in a scratch folder laid out like a checkout (recipes/,
 ../shared/data); a new command is run by default. Training is shrunk by options and overrides
-appended to the line (`train.max_steps=2 data.max_samples=64 ...`, `--runs 1`, `--steps 2`),
+appended to the line (`train.epochs=1 data.max_samples=64 ...`, `--runs 1`, `--steps 2`),
 and placeholders (`<timestamp>`, `CKPT_A`, `my_digits/`) become artefacts made first: the
 newest run of that recipe (trained on demand), two tiny MNIST checkpoints, a folder of digits.
 """
@@ -31,7 +31,8 @@ CANNOT_RUN: dict[str, str] = {}
 # Run in the default suite too: no training, a few seconds in all.
 QUICK = ("config", "list", "summary")
 
-TINY = ["train.epochs=1", "train.max_steps=2", "data.max_samples=64", "data.max_tokens=4000"]
+# One epoch of little data, not train.max_steps: a stop mid-epoch is a pause that writes no best.pt.
+TINY = ["train.epochs=1", "data.max_samples=64", "data.max_tokens=4000"]
 TINY_RUN = [*TINY, "run.progress=false", "run.tensorboard=false"]
 APPEND = {  # subcommand -> what shrinks it (later options win in argparse)
     "train": TINY_RUN,
@@ -116,9 +117,13 @@ class Workspace:
     def run_dir(self, name: str, index: int = 0) -> str:
         """The index-th newest run of recipes/NAME.yaml here, trained (tiny) if there are not enough."""
         base = self.cwd / "runs" / name
-        while len(runs := sorted(p for p in base.glob("*") if (p / "checkpoints" / "best.pt").is_file())) <= index:
+        def runs():
+            return sorted(p for p in base.glob("*") if (p / "checkpoints" / "best.pt").is_file())
+
+        for _ in range(index + 1 - len(runs())):
             assert self.run(["train", f"recipes/{name}.yaml", *TINY_RUN]) == 0, f"could not make a {name} run"
-        return str(runs[-1 - index].relative_to(self.cwd))
+        assert len(runs()) > index, f"training recipes/{name}.yaml here leaves no checkpoints/best.pt"
+        return str(runs()[-1 - index].relative_to(self.cwd))
 
     def named_run(self, name: str, *overrides: str) -> str:
         """runs/NAME: a tiny MNIST run in that exact folder (the reports guide's runs/adam, runs/sgd)."""
