@@ -34,11 +34,13 @@ QUICK = ("config", "list", "summary")
 # One epoch of little data, not train.max_steps: a stop mid-epoch is a pause that writes no best.pt.
 TINY = ["train.epochs=1", "data.max_samples=64", "data.max_tokens=4000"]
 TINY_RUN = [*TINY, "run.progress=false", "run.tensorboard=false"]
-APPEND = {  # subcommand -> what shrinks it (later options win in argparse)
+# subcommand -> what shrinks it. Later options win in argparse; options come before the overrides,
+# which would otherwise become values of a trailing `--space ...` or `--grid ...`.
+APPEND = {
     "train": TINY_RUN,
     "eval": ["data.max_samples=64", "data.max_tokens=4000"],
-    "diff": ["data.max_samples=64", "--sheet", "8"],
-    "sweep": [*TINY, "--seeds", "1"],
+    "diff": ["--sheet", "8", "data.max_samples=64"],
+    "sweep": ["--seeds", "1", *TINY],
     "speedrun": ["--runs", "1", "--baseline-seconds", "1", *TINY],
     "bench": ["--steps", "2", "data.max_samples=64"],
 }
@@ -172,7 +174,7 @@ class Workspace:
         if argv[0] == "prepare" and argv[1] == "moving-digits":
             extra = ["--train-per-class", "2", "--test-per-class", "4"]
         if argv[0] == "sweep" and "--search" in argv:
-            extra += ["--trials", "2"]
+            extra = ["--trials", "2", *extra]
         return argv + extra
 
 

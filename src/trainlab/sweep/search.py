@@ -62,7 +62,8 @@ def _parse_spec(key: str, spec):
     if isinstance(value, list) and value:
         return ("categorical", value)
     raise ConfigError(f"search space {key}={spec!r}: use loguniform(a,b), uniform(a,b), int(a,b), logint(a,b) "
-                      f"or a list of choices [a,b,c]")
+                      f"or a list of choices [a,b,c] (a fixed override right after --space's items is taken "
+                      f"as one of them: write it before --space, or another option in between)")
 
 
 def _suggest(trial, key: str, spec):
