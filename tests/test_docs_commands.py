@@ -15,6 +15,8 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -108,6 +110,9 @@ class Workspace:
 
         from trainlab.cli import main
 
+        if any(re.fullmatch(r"train\.devices=([2-9]|\d\d+)", t) for t in argv):
+            # train.devices=N replaces its process by torchrun (exec): not this one
+            return subprocess.run([sys.executable, "-m", "trainlab", *argv], cwd=self.cwd, timeout=600).returncode
         threads, cwd = torch.get_num_threads(), os.getcwd()
         os.chdir(self.cwd)
         try:
