@@ -9,7 +9,7 @@ alike; the median of the repeats is reported.
     python benchmarks/lm_throughput.py --data ../shared/data/ptb --batches 200 --repeats 3
     python benchmarks/lm_throughput.py --precision bf16 --threads 2     # trainlab's settings
 
-The baseline (``trainlab/speedrun/_reference_lm.py``) is pytorch/examples' word_language_model code: its own
+The baseline (``trainlab/speedrun/baselines/word_lm.py``) is pytorch/examples' word_language_model code: its own
 Corpus/batchify/get_batch/RNNModel and training loop, on torch's default thread count.
 """
 
@@ -30,7 +30,7 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "src"))
 
 import trainlab  # noqa: E402
-from trainlab.speedrun import _reference_lm as ref  # noqa: E402
+from trainlab.speedrun.baselines import word_lm as ref  # noqa: E402
 
 B, BPTT, SIZE = 20, 35, 200
 

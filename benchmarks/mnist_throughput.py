@@ -24,7 +24,7 @@ from trainlab import config as config_mod
 from trainlab.build import build_parts
 from trainlab.engine.runtime import setup_runtime
 from trainlab.models import build_model
-from trainlab.speedrun.reference import torchvision_mnist
+from trainlab.speedrun.baselines import torchvision_mnist
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 import yaml
 
-from trainlab.bench import NO_GPU, _derive, format_table
+from trainlab.sweep.devices import NO_GPU, _derive, format_table
 from trainlab.cli import main
 
 from conftest import tiny_recipe

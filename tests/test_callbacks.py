@@ -165,7 +165,7 @@ def _err_run(path, lr):
 def test_a_declared_lower_is_better_metric_drives_best_checkpoint_and_ranking(tmp_path):
     from trainlab.analysis.compare import ranking
     from trainlab.analysis.rundata import RunData
-    from trainlab import _sweep_results as sweep_results
+    from trainlab.sweep import results as sweep_results
 
     good, bad = _err_run(tmp_path / "good", 2e-3), _err_run(tmp_path / "bad", 1e-6)
     valid = [(r["epoch"], r["err"]) for r in good.metrics if r["split"] == "valid"]

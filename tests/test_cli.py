@@ -102,3 +102,63 @@ def test_console_entry_point_runs_as_module():
     out = subprocess.run([sys.executable, "-m", "trainlab", "list", "optimizers"], capture_output=True, text=True,
                          timeout=120)
     assert out.returncode == 0 and "nadam" in out.stdout
+
+
+# Overrides anywhere on the line: argparse alone stops at `error: unrecognized arguments` for
+# a key=value after an option, which is how the README's own sweep example failed.
+@pytest.mark.parametrize("argv, overrides", [
+    (["train", "r.yaml", "optim.lr=1", "train.epochs=2"], ["optim.lr=1", "train.epochs=2"]),
+    (["-v", "train", "r.yaml", "optim.lr=1"], ["optim.lr=1"]),
+    (["eval", "best.pt", "--split", "valid", "data.root=/d", "--json", "data.max_samples=8"],
+     ["data.root=/d", "data.max_samples=8"]),
+    (["sweep", "recipes/mnist.yaml", "--grid", "optim.name=adam,sgd", "--seeds", "3", "--parallel", "2",
+      "train.epochs=5"], ["train.epochs=5"]),
+    (["speedrun", "mnist", "--runs", "1", "data.root=/d"], ["data.root=/d"]),
+    (["bench", "devices", "r.yaml", "--steps", "3", "data.batch_size=64"], ["data.batch_size=64"]),
+    (["diff", "a.pt", "b.pt", "--split", "valid", "data.root=/d"], ["data.root=/d"]),
+    (["config", "r.yaml", "optim.lr=0.1", "train.epochs=2"], ["optim.lr=0.1", "train.epochs=2"]),
+])
+def test_overrides_are_taken_after_options(argv, overrides):
+    from trainlab.cli import parse_args
+
+    assert parse_args(argv).overrides == overrides
+
+
+def test_option_values_that_look_like_overrides_stay_with_their_option():
+    from trainlab.cli import parse_args
+
+    a = parse_args(["sweep", "r.yaml", "--grid", "optim.lr=0.1,0.2", "schedule.name=step,cosine", "--seeds", "2",
+                    "train.epochs=3"])
+    assert a.grid == ["optim.lr=0.1,0.2", "schedule.name=step,cosine"] and a.overrides == ["train.epochs=3"]
+    a = parse_args(["sweep", "r.yaml", "--search", "optuna", "--space", "optim.lr=loguniform(1e-4,1e-1)",
+                    "--trials", "4", "train.epochs=2"])
+    assert a.space == ["optim.lr=loguniform(1e-4,1e-1)"] and a.overrides == ["train.epochs=2"]
+
+
+def test_what_is_neither_an_option_nor_an_override_is_still_an_error(capsys):
+    from trainlab.cli import parse_args
+
+    for argv in (["train", "r.yaml", "--epochs", "3"], ["train", "r.yaml", "--seeds", "2", "stray"],
+                 ["predict", "best.pt", "x.png", "data.root=/d"]):  # predict takes no overrides
+        with pytest.raises(SystemExit):
+            parse_args(argv)
+        assert "unrecognized arguments" in capsys.readouterr().err
+
+
+def test_readme_sweep_example_resolves_its_trailing_override():
+    from trainlab import sweep
+    from trainlab.cli import parse_args
+
+    a = parse_args(["sweep", str(REPO / "recipes" / "mnist.yaml"), "--grid", "optim.name=adam,sgd", "--seeds", "3",
+                    "--parallel", "2", "train.epochs=5"])
+    sw = sweep.from_args(a.target, a.grid, a.overrides, a.seeds, a.out)
+    runs = sw.runs()
+    assert len(runs) == 6 and all(r.overrides["train.epochs"] == 5 for r in runs)
+
+
+def test_eval_override_after_an_option_reaches_the_data(trained, tmp_path):
+    ckpt = str(trained / "run" / "checkpoints" / "best.pt")
+    out_all, out_few = tmp_path / "all.json", tmp_path / "few.json"
+    assert main(["eval", ckpt, "--out", str(out_all)]) == 0
+    assert main(["eval", ckpt, "--out", str(out_few), "data.max_samples=128"]) == 0
+    assert json.loads(out_few.read_text())["samples"] < json.loads(out_all.read_text())["samples"]

@@ -10,7 +10,7 @@ import torch
 from trainlab.cli import main
 from trainlab.config import ModelConfig
 from trainlab.data.vocab import Vocab
-from trainlab.generate import filter_logits, generate
+from trainlab.inference.generate import filter_logits, generate
 from trainlab.models import build_model
 
 from conftest import REPO

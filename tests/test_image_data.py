@@ -200,7 +200,7 @@ def test_train_predict_on_class_folders(catsdogs_sample, tmp_path, capsys):
     out = capsys.readouterr().out
     assert str(img) in out and ("cats" in out and "dogs" in out)
     # predict decodes a file exactly as training did (centre crop, not a stretch): same probabilities
-    from trainlab.inference import predict_files
+    from trainlab.inference.predict import predict_files
 
     model = trainlab.load(run.best_checkpoint)
     test = build_data(DataConfig(**run.config.data.__dict__)).splits["test"]

@@ -13,7 +13,7 @@ from trainlab.config import TaskConfig
 from trainlab.errors import ConfigError
 from trainlab.registry import TASKS
 from trainlab.speedrun import TARGETS, Target, format_summary, recipe_path, speedrun
-from trainlab.speedrun.reference import run_reference
+from trainlab.speedrun.baselines import run_reference
 
 MNIST = SHARED / "mnist"
 needs_mnist = pytest.mark.skipif(not MNIST.exists(), reason=f"real MNIST not found at {MNIST}")

@@ -12,9 +12,9 @@ import pytest
 import yaml
 
 from trainlab import sweep
-from trainlab._sweep_exec import Executor
-from trainlab._sweep_results import cell_rows
-from trainlab._sweep_search import check_objective, parse_space
+from trainlab.sweep._exec import Executor
+from trainlab.sweep.results import cell_rows
+from trainlab.sweep.search import check_objective, parse_space
 from trainlab.errors import ConfigError
 
 from conftest import REPO, tiny_recipe
@@ -98,8 +98,8 @@ def test_restart_skips_finished_runs_and_resumes_the_others(recipe, tmp_path, mo
         def wait(self):
             return 0
 
-    monkeypatch.setattr("trainlab._sweep_exec.subprocess.Popen", FakeProc)
-    monkeypatch.setattr("trainlab._sweep_exec.os.cpu_count", lambda: 4)
+    monkeypatch.setattr("trainlab.sweep._exec.subprocess.Popen", FakeProc)
+    monkeypatch.setattr("trainlab.sweep._exec.os.cpu_count", lambda: 4)
     ex = Executor(sw.out, parallel=2)  # 4 cores, 2 runs at a time: 2 threads each
     status = ex.run_all(specs)
     assert status == {s.name: "done" for s in specs} and len(launched) == 2

@@ -6,163 +6,18 @@ the first training step to the end of the final test evaluation (``timing.json``
 ``fit_s``, which includes the first step's warm-up or compilation, also shown alone); loading
 and decoding the data is timed apart (``data_s``). Nothing is chosen on the test set: the
 speed recipes have no per-epoch test evaluation and keep their final weights. Then the
-reference baseline (``reference.py``) runs for the same time, or to the same goal, and the
+reference baseline (``baselines/``) runs for the same time, or to the same goal, and the
 comparison is printed and written to ``speedrun.json`` / ``speedrun.md``.
 """
 
-from __future__ import annotations
+from .targets import TARGETS, Target, recipe_path
 
-import json
-import logging
-import os
-import statistics
-import time
-from dataclasses import asdict, dataclass
-from pathlib import Path
-from typing import Optional
-
-import torch
-
-from .. import __version__, atomic
-from ..errors import ConfigError
-from ..tracking.env import cpu_model
-from .reference import run_reference
-
-LOG = logging.getLogger("trainlab")
-REPO = Path(__file__).resolve().parents[3]
+__all__ = ["TARGETS", "Target", "recipe_path", "speedrun", "format_summary"]
 
 
-@dataclass(frozen=True)
-class Target:
-    recipe: str          # file under recipes/
-    metric: str          # test metric the goal is on
-    goal: float
-    budget_s: float      # training seconds allowed on the reference machine (2 CPU cores)
-    baseline: str        # key of reference.BASELINES
-    mode: str = "max"    # 'max': higher is better (accuracy); 'min': lower (perplexity)
+def __getattr__(name):  # the driver imports torch; the targets table (the CLI's choices) does not
+    if name in ("speedrun", "format_summary"):
+        from . import driver
 
-    def met(self, value: float) -> bool:
-        return value >= self.goal if self.mode == "max" else value <= self.goal
-
-
-TARGETS = {
-    "mnist": Target("speed-mnist.yaml", "acc1", 0.99, 15, "mnist"),
-    "mnist-99.5": Target("speed-mnist-99.5.yaml", "acc1", 0.995, 180, "mnist"),
-    "cifar10": Target("speed-cifar10.yaml", "acc1", 0.90, 900, "cifar10"),
-    "ptb": Target("speed-ptb.yaml", "ppl", 120.0, 900, "ptb", mode="min"),
-}
-
-
-def recipe_path(target: Target) -> Path:
-    for base in (Path("recipes"), REPO / "recipes"):
-        if (base / target.recipe).exists():
-            return base / target.recipe
-    raise ConfigError(f"recipe {target.recipe} not found in ./recipes or {REPO / 'recipes'}")
-
-
-def _load() -> list | None:
-    """1/5/15-minute load averages: on a shared machine they say how far to trust a timing."""
-    try:
-        return [round(x, 2) for x in os.getloadavg()]
-    except (AttributeError, OSError):
-        return None
-
-
-def _stats(values: list[float]) -> dict:
-    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
-            "min": min(values), "max": max(values)}
-
-
-def speedrun(name: str, runs: int = 1, overrides: tuple = (), out: Optional[str | Path] = None,
-             baseline: str = "same-time", baseline_seconds: Optional[float] = None,
-             first_seed: int = 0) -> dict:
-    """Run target ``name`` ``runs`` times, then its baseline; returns (and writes) the summary."""
-    from ..api import train
-    from ..config import load as load_config
-
-    if name not in TARGETS:
-        raise ConfigError(f"unknown speedrun '{name}'; choose from {', '.join(TARGETS)}")
-    if baseline not in ("same-time", "to-target", "none"):
-        raise ConfigError(f"--baseline {baseline!r}: choose same-time, to-target or none")
-    if runs < 1:
-        raise ConfigError(f"--runs {runs}: a speedrun needs at least one run")
-    target = TARGETS[name]
-    recipe = recipe_path(target)
-    out = Path(out) if out else Path("runs") / "speedrun" / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    if out.exists() and any(out.iterdir()):
-        raise ConfigError(f"--out {out} already holds runs; a speedrun starts from scratch, choose another folder")
-    load_before = _load()
-    default_threads = torch.get_num_threads()  # the baseline runs on torch's default, as its script does
-    results = []
-    for seed in range(first_seed, first_seed + runs):
-        run = train(str(recipe), *overrides, f"train.seed={seed}", f"run.dir={out / f'seed{seed}'}",
-                    "run.progress=false")
-        value = run.test.get(target.metric)
-        if value is None:
-            raise ConfigError(f"{recipe}: the final test has no '{target.metric}' (has {', '.join(run.test)})")
-        results.append({"seed": seed, target.metric: value, **run.timing, "dir": str(run.dir),
-                        "met": target.met(value) and run.timing["fit_s"] <= target.budget_s})
-        LOG.info("speedrun %s seed %d: test %s %.4f in %.1f s of training", name, seed, target.metric, value,
-                 run.timing["fit_s"])
-    cfg = load_config(str(recipe), list(overrides))
-    summary = {
-        "target": name, **asdict(target), "recipe": str(recipe), "overrides": list(overrides), "runs": results,
-        "metric_stats": _stats([r[target.metric] for r in results]),
-        "fit_s_stats": _stats([r["fit_s"] for r in results]),
-        "data_s_stats": _stats([r["data_s"] for r in results]),
-        "met": sum(r["met"] for r in results),
-        "hardware": {"cpu": cpu_model(), "threads": torch.get_num_threads(), "torch": torch.__version__,
-                     "trainlab": __version__, "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
-                     "load_before": load_before, "load_after_runs": _load()},
-    }
-    if baseline != "none":
-        seconds = baseline_seconds or summary["fit_s_stats"]["mean"]
-        ref = run_reference(target.baseline, cfg.data.root,
-                            seconds=seconds if baseline == "same-time" else None,
-                            goal=target.goal if baseline == "to-target" else None, mode=target.mode,
-                            max_seconds=baseline_seconds or 4 * target.budget_s, threads=default_threads)
-        summary["reference"] = {"mode": baseline, **ref}
-    out.mkdir(parents=True, exist_ok=True)
-    atomic.write_text(out / "speedrun.json", json.dumps(summary, indent=2))
-    text = format_summary(summary)
-    atomic.write_text(out / "speedrun.md", text + "\n")
-    summary["text"], summary["dir"] = text, str(out)
-    return summary
-
-
-def format_summary(s: dict) -> str:
-    m, better = s["metric"], (">=" if s["mode"] == "max" else "<=")
-    ms, fs, ds = s["metric_stats"], s["fit_s_stats"], s["data_s_stats"]
-    hw = s["hardware"]
-    lines = [f"# speedrun {s['target']}: test {m} {better} {s['goal']} within {s['budget_s']:g} s of training",
-             "", f"recipe {s['recipe']} {' '.join(s['overrides'])}".rstrip(),
-             f"hardware: {hw['cpu']}{', ' + hw['cuda'] if hw['cuda'] else ''}; {hw['threads']} threads; "
-             f"torch {hw['torch']}; trainlab {hw['trainlab']}; load average before {hw.get('load_before')}, "
-             f"after the runs {hw.get('load_after_runs')}", "",
-             f"| seed | test {m} | train s (first step to final test) | of which first step s | data s |",
-             "|---|---|---|---|---|"]
-    for r in s["runs"]:
-        lines.append(f"| {r['seed']} | {r[m]:.4f} | {r['fit_s']:.1f} | {r['first_step_s']} | {r['data_s']:.1f} |")
-    lines += [f"| mean ± std | {ms['mean']:.4f} ± {ms['std']:.4f} | {fs['mean']:.1f} ± {fs['std']:.1f} | | "
-              f"{ds['mean']:.1f} |", "",
-              f"goal met (test {m} {better} {s['goal']} and train <= {s['budget_s']:g} s): "
-              f"{s['met']}/{len(s['runs'])} runs; {m} range {ms['min']:.4f}..{ms['max']:.4f}"]
-    b = s.get("reference")
-    if b:
-        lines += ["", f"baseline: {b['describe']}"]
-        if b["mode"] == "same-time":
-            lines.append(f"in the same {b['train_s']:.1f} s ({b['steps']} steps, {b['epochs_completed']} full "
-                         f"epochs) the reference reaches test {m} {b['metric']:.4f}; trainlab {ms['mean']:.4f}")
-            if m.startswith("acc"):
-                lines.append(f"error-rate ratio reference / trainlab: "
-                             f"{(1 - b['metric']) / max(1 - ms['mean'], 1e-9):.2f}x")
-            else:
-                lines.append(f"{m} ratio reference / trainlab: {b['metric'] / ms['mean']:.2f}x")
-        elif b["reached_goal_s"] is not None:
-            lines.append(f"the reference reaches test {m} {b['metric']:.4f} {better} {s['goal']} after "
-                         f"{b['reached_goal_s']:.1f} s ({b['epochs_completed']} epochs): "
-                         f"time-to-target ratio {b['reached_goal_s'] / fs['mean']:.2f}x")
-        else:
-            lines.append(f"the reference did not reach {s['goal']} in {b['train_s']:.0f} s (test {m} "
-                         f"{b['metric']:.4f}): time-to-target ratio > {b['train_s'] / fs['mean']:.1f}x")
-    return "\n".join(lines)
+        return getattr(driver, name)
+    raise AttributeError(f"module 'trainlab.speedrun' has no attribute {name!r}")

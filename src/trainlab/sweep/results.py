@@ -1,5 +1,8 @@
 """A sweep's results: runs.csv (one row per run), results.csv (one row per grid cell: mean and
-standard deviation over seeds, ranked) and report.html (that table, then the multi-run report)."""
+standard deviation over seeds, ranked) and report.html (that table, then the multi-run report).
+
+Reading results needs no torch: the run readers are imported inside the functions that use them,
+so a tool that only lists or ranks a sweep's folder starts without loading torch."""
 
 from __future__ import annotations
 
@@ -8,14 +11,14 @@ import logging
 import statistics
 from pathlib import Path
 
-from .analysis.compare import primary_metric
-from .analysis.rundata import RunData
-from .errors import DataError
+from ..errors import DataError
 
 LOG = logging.getLogger("trainlab")
 
 
 def _load(path: Path, label: str):
+    from ..analysis.rundata import RunData
+
     try:
         return RunData.load(path, label)
     except DataError:  # not started, or killed before its first epoch
@@ -23,6 +26,8 @@ def _load(path: Path, label: str):
 
 
 def run_rows(specs: list, out: Path, statuses: dict) -> list[dict]:
+    from ..analysis.compare import primary_metric
+
     rows = []
     for s in specs:
         run = _load(out / "runs" / s.name, s.name)
@@ -117,7 +122,7 @@ def cell_table(cells: list[dict]) -> tuple[list[str], list[list]]:
 
 
 def _report(out: Path, dirs: list[Path], cells: list[dict]):
-    from .analysis.report import write_report
+    from ..analysis.report import write_report
 
     headers, rows = cell_table(cells)
     note = ("Each cell of the grid over its seeds: mean and sample standard deviation of the best "

@@ -15,8 +15,8 @@ from typing import Iterator, Optional
 import torch
 from torch import nn
 
-from .data.vocab import EOS, Vocab, tokenize
-from .errors import ConfigError
+from ..data.vocab import EOS, Vocab, tokenize
+from ..errors import ConfigError
 
 LOG = logging.getLogger("trainlab")
 

@@ -9,13 +9,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from . import registry
-from .data import BatchTransform
-from .data.clip_loader import ClipTransform, frame_indices
-from .data.image_cache import DecodeSettings, decode_image
-from .data.image_files import IMAGE_SUFFIXES, is_image
-from .data.video_decode import VIDEO_SUFFIXES, ClipSettings, decode_clip, frame_files, is_video
-from .errors import DataError
+from .. import registry
+from ..data import BatchTransform
+from ..data.clip_loader import ClipTransform, frame_indices
+from ..data.image_cache import DecodeSettings, decode_image
+from ..data.image_files import IMAGE_SUFFIXES, is_image
+from ..data.video_decode import VIDEO_SUFFIXES, ClipSettings, decode_clip, frame_files, is_video
+from ..errors import DataError
 
 LOG = logging.getLogger("trainlab")
 

@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import DataError
+from ...errors import DataError
 
 
 @dataclass
@@ -152,7 +152,7 @@ def cifar10_baseline(root: Path, workdir: Path) -> Baseline:
 
 # ---------------------------------------------------------------------------- Penn Treebank
 def ptb_baseline(root: Path, workdir: Path) -> Baseline:
-    from . import _reference_lm as ref
+    from . import word_lm as ref
 
     names = ("ptb.train.txt", "ptb.valid.txt", "ptb.test.txt")
     found = [n + ".gz" if (Path(root) / (n + ".gz")).exists() else n for n in names]

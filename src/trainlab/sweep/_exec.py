@@ -129,4 +129,4 @@ def _write_done(run_dir: Path, status: str, started: float) -> None:
 
 def _src() -> str:
     """The folder holding this trainlab package, so child processes import this same code."""
-    return str(Path(__file__).resolve().parent.parent)
+    return str(Path(__file__).resolve().parents[2])

@@ -9,6 +9,10 @@ process with ``train.resume=auto``. A run is finished when its ``done.json`` exi
 sweep started again skips finished runs and resumes the one that was cut off from its
 ``last.pt``. ``OUT/sweep.yaml`` records the base recipe and the grid; a restart with another
 recipe or grid in the same folder is refused rather than mixed in.
+
+This module is the sweep's definition (grid, seeds, presets, the folder); ``_exec`` runs the
+processes, ``search`` drives Optuna, ``results`` writes and ranks results.csv (no torch), and
+``devices`` times the same steps on CPU and GPU counts (``trainlab bench devices``).
 """
 
 from __future__ import annotations
@@ -23,8 +27,8 @@ from typing import Optional
 
 import yaml
 
-from . import config as config_mod
-from .errors import ConfigError
+from .. import config as config_mod
+from ..errors import ConfigError
 
 LOG = logging.getLogger("trainlab")
 
@@ -231,8 +235,8 @@ def _write_atomic(path: Path, text: str) -> None:
 
 def run_sweep(sweep: Sweep, parallel: int = 1) -> dict:
     """Run the grid (skipping finished runs), then write results.csv, runs.csv and report.html."""
-    from ._sweep_exec import Executor
-    from ._sweep_results import write_results
+    from ._exec import Executor
+    from .results import write_results
 
     if not sweep.grid and not sweep.seeds:
         raise ConfigError("nothing to sweep: give --grid key=v1,v2 (two or more values) and/or --seeds N")

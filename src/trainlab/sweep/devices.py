@@ -21,10 +21,10 @@ from pathlib import Path
 
 import torch
 
-from . import config as config_mod
-from . import registry
-from .engine import Trainer, distributed
-from .models import build_model
+from .. import config as config_mod
+from .. import registry
+from ..engine import Trainer, distributed
+from ..models import build_model
 
 LOG = logging.getLogger("trainlab")
 NO_GPU = "no GPU found: CPU only"
@@ -44,7 +44,7 @@ def _batches(loader):
 
 def measure(cfg, steps: int, warmup: int = 3) -> dict:
     """Time ``steps`` optimizer steps (after ``warmup``) on this process's device."""
-    from .data import build_data
+    from ..data import build_data
 
     device = distributed.setup(cfg.train.device, cfg.train.threads)
     torch.manual_seed(cfg.train.seed)
@@ -78,7 +78,7 @@ def _torchrun(recipe: str, overrides: list, k: int, steps: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "bench.json"
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={k}", "-m",
-               "trainlab.bench", recipe, "--steps", str(steps), "--json", str(out), *overrides]
+               "trainlab.sweep.devices", recipe, "--steps", str(steps), "--json", str(out), *overrides]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
             LOG.warning("%d-GPU run failed:\n%s", k, proc.stderr[-2000:])
@@ -131,7 +131,7 @@ def format_table(rows: list[dict], notes: list[str]) -> str:
 
 def _worker(argv: list[str]) -> int:
     """Entry point of each torchrun process: measure, rank 0 writes the JSON."""
-    p = argparse.ArgumentParser(prog="python -m trainlab.bench")
+    p = argparse.ArgumentParser(prog="python -m trainlab.sweep.devices")
     p.add_argument("recipe")
     p.add_argument("overrides", nargs="*")
     p.add_argument("--steps", type=int, default=50)

@@ -19,10 +19,10 @@ import time
 import warnings
 from pathlib import Path
 
-from . import config as config_mod
-from . import registry
-from .errors import ConfigError
-from .sweep import RunSpec, Sweep, prepare_dir
+from .. import config as config_mod
+from .. import registry
+from ..errors import ConfigError
+from . import RunSpec, Sweep, prepare_dir
 
 LOG = logging.getLogger("trainlab")
 _FUNC = re.compile(r"^\s*(uniform|loguniform|int|logint)\(\s*([^,()]+?)\s*,\s*([^,()]+?)\s*\)\s*$")
@@ -61,7 +61,8 @@ def _parse_spec(key: str, spec):
     if isinstance(value, list) and value:
         return ("categorical", value)
     raise ConfigError(f"search space {key}={spec!r}: use loguniform(a,b), uniform(a,b), int(a,b), logint(a,b) "
-                      f"or a list of choices [a,b,c]")
+                      f"or a list of choices [a,b,c] (a fixed override right after --space's items is taken "
+                      f"as one of them: write it before --space, or another option in between)")
 
 
 def _suggest(trial, key: str, spec):
@@ -119,8 +120,8 @@ def run_search(sweep: Sweep, parallel: int = 1) -> dict:
     # heartbeats and their retry callback are flagged experimental; they are what makes a killed
     # worker's trial come back, so the warning would only be noise on every start
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    from ._sweep_exec import Executor
-    from ._sweep_results import write_results
+    from ._exec import Executor
+    from .results import write_results
 
     s = dict(sweep.search)
     objective = s.get("objective") or config_mod.load(sweep.recipe, sweep.overrides).train.monitor

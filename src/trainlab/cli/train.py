@@ -1,0 +1,61 @@
+"""`trainlab train` and `trainlab eval`: a run from a recipe, and a checkpoint's metrics."""
+
+from __future__ import annotations
+
+import json
+
+from ._common import add_overrides, scalars
+
+
+def add_train(sub):
+    t = sub.add_parser("train", help="train from a recipe: trainlab train RECIPE.yaml [key=value ...]")
+    t.add_argument("recipe")
+    add_overrides(t, "dotted overrides such as optim.lr=3e-4 train.epochs=5")
+    return t
+
+
+def cmd_train(args) -> int:
+    import os
+
+    from .. import api, config
+    from ..engine import distributed
+
+    tc = config.load(args.recipe, args.overrides).train
+    if tc.devices > 1 and not distributed.launched():  # train.devices=N: the same command under torchrun
+        return distributed.relaunch(tc.devices, args.argv[1:], tc.device)
+    run = api.train(args.recipe, *args.overrides, argv=args.argv)
+    if int(os.environ.get("RANK", 0)) != 0:
+        return 0
+    last = {r["split"]: r for r in run.metrics}
+    print(f"run directory: {run.dir}")
+    if run.test:
+        print(f"test (best checkpoint, epoch {last['test'].get('best_epoch')}): {scalars(run.test)}")
+    return 0
+
+
+def add_eval(sub):
+    e = sub.add_parser("eval", help="evaluate a checkpoint: trainlab eval CKPT [data.key=value ...]")
+    e.add_argument("checkpoint")
+    add_overrides(e, "data.* overrides, e.g. data.root=PATH")
+    e.add_argument("--split", default="test", choices=["train", "valid", "test"])
+    e.add_argument("--out", help="JSON file for the results (default: beside the checkpoint)")
+    e.add_argument("--json", action="store_true", help="print the full JSON result")
+    return e
+
+
+def cmd_eval(args) -> int:
+    from .. import api
+
+    result = api.evaluate(args.checkpoint, *args.overrides, split=args.split, out=args.out)
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    unit = "tokens" if "tokens" in result else "samples"
+    print(f"{args.checkpoint} on {result['split']} ({result[unit]:,} {unit}): {scalars(result)}")
+    if result.get("per_class"):
+        print(f"{'class':>16} {'precision':>9} {'recall':>9} {'f1':>9} {'support':>8}")
+        for r in result["per_class"]:
+            print(f"{r['class'][:16]:>16} {r['precision']:9.4f} {r['recall']:9.4f} {r['f1']:9.4f} {r['support']:8d}")
+    if "written_to" in result:
+        print(f"written to {result['written_to']}")
+    return 0

@@ -1,0 +1,68 @@
+"""`trainlab predict` and `trainlab generate`: using a trained checkpoint (trainlab.inference)."""
+
+from __future__ import annotations
+
+import sys
+
+
+def add_predict(sub):
+    pr = sub.add_parser("predict", help="top-k classes for an image or video file, or a folder of them")
+    pr.add_argument("checkpoint")
+    pr.add_argument("inputs", help="image file, video file (or frame folder), or a folder of them")
+    pr.add_argument("--topk", type=int, default=5)
+    pr.add_argument("--out", help="CSV file (default: predictions.csv)")
+    pr.add_argument("--device", default="cpu")
+    return pr
+
+
+def cmd_predict(args) -> int:
+    from .. import api
+    from ..inference.predict import list_inputs, predict_files, write_predictions_csv
+
+    model = api.load(args.checkpoint, device=args.device)
+    rows = predict_files(model, list_inputs(model, args.inputs), topk=args.topk)
+    for r in rows:
+        print(f"{r['path']}: " + ", ".join(f"{name} {p:.3f}" for name, p in r["top"]))
+    out = write_predictions_csv(rows, args.out or "predictions.csv")
+    print(f"{len(rows)} prediction(s) written to {out}")
+    return 0
+
+
+def add_generate(sub):
+    g = sub.add_parser("generate", help="sample text from a language-model checkpoint (streamed)")
+    g.add_argument("checkpoint")
+    g.add_argument("--words", type=int, default=100, help="tokens to generate (characters for a char model)")
+    g.add_argument("--temperature", type=float, default=1.0, help="softmax temperature; 0 is greedy")
+    g.add_argument("--top-k", type=int, default=None, help="sample among the k most likely tokens")
+    g.add_argument("--top-p", type=float, default=None, help="nucleus sampling: smallest set with this mass")
+    g.add_argument("--prompt", default=None, help="text to continue")
+    g.add_argument("--seed", type=int, default=0, help="sampling seed (same seed, same text)")
+    g.add_argument("--out", help="also write the text to this file (UTF-8)")
+    g.add_argument("--device", default="cpu")
+    g.add_argument("--quiet", action="store_true", help="do not echo the text to stdout")
+    return g
+
+
+def cmd_generate(args) -> int:
+    import itertools
+
+    from .. import api
+    from ..data.vocab import Vocab
+    from ..inference.generate import generate, write_stream
+
+    model = api.load(args.checkpoint, device=args.device)
+    vocab = Vocab.from_meta(model.trainlab_meta)
+    pieces = generate(model, vocab, args.words, prompt=args.prompt or "", temperature=args.temperature,
+                      top_k=args.top_k, top_p=args.top_p, seed=args.seed)
+    if args.prompt:
+        pieces = itertools.chain([args.prompt], pieces)
+    # stdout keeps the platform's encoding, so replace what it cannot show; the file is always UTF-8
+    stdout = sys.stdout
+    if hasattr(stdout, "reconfigure"):
+        stdout.reconfigure(errors="replace")
+    write_stream(pieces, args.out, None if args.quiet else lambda t: (stdout.write(t), stdout.flush()))
+    if not args.quiet:
+        stdout.write("\n")
+    if args.out:
+        print(f"written to {args.out} (UTF-8)", file=sys.stderr)
+    return 0
