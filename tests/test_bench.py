@@ -43,3 +43,24 @@ def test_bench_has_a_row_per_gpu_count(tmp_path, capsys):
     recipe.write_text(yaml.safe_dump(tiny_recipe(tmp_path / "unused", train={"deterministic": False})))
     assert main(["bench", "devices", str(recipe), "--steps", "5"]) == 0
     assert "failed" not in capsys.readouterr().out
+
+
+def test_bench_devices_applies_the_runs_threads_and_allocator_setting(tmp_path, monkeypatch):
+    """It measures what `trainlab train` runs: the same runtime setup (threads, keep_freed_memory)."""
+    from trainlab import config
+    from trainlab.engine import device as device_mod
+    from trainlab.sweep.devices import measure
+
+    applied = []
+    monkeypatch.setattr(device_mod, "keep_freed_memory", lambda: applied.append(True) or True)
+    before = torch.get_num_threads()
+    try:
+        cfg = config.load(tiny_recipe(tmp_path / "unused", data={"max_samples": 128}, train={"threads": 1}))
+        row = measure(cfg, steps=2, warmup=1)
+        assert row["name"] == "CPU (1 threads)" and torch.get_num_threads() == 1 and applied == [True]
+        cfg = config.load(tiny_recipe(tmp_path / "unused", data={"max_samples": 128},
+                                      train={"threads": 1, "keep_freed_memory": False}))
+        measure(cfg, steps=1, warmup=0)
+        assert applied == [True]  # false: malloc left alone
+    finally:
+        torch.set_num_threads(before)

@@ -128,12 +128,17 @@ def build_parts(cfg: Config, device: torch.device, model: Optional[nn.Module] = 
     elif data_meta is None:  # a model object handed to train(): record what is really trained
         source = "python"
         record_given_model(cfg, model)
-    task = registry.TASKS.create(cfg.task.name, cfg.task, num_classes)
+    task = build_task(cfg, num_classes)
     task.direction(cfg.train.monitor)  # a monitor the task does not declare stops here, before training
     meta = {**meta, "num_classes": num_classes, "task": cfg.task.name, "task_metrics": task.describe(),
             "model_kwargs": inferred, "model_class": type(model).__module__ + ":" + type(model).__qualname__,
             "model_source": source}
     return Parts(cfg, device, loaders, model, task, num_classes, meta, split_indices, data_s, bundle)
+
+
+def build_task(cfg: Config, num_classes: int):
+    """The config's task (a ``tasks.base.Task``) for ``num_classes`` outputs."""
+    return registry.TASKS.create(cfg.task.name, cfg.task, num_classes)
 
 
 def record_given_model(cfg: Config, model: nn.Module) -> None:

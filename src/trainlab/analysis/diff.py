@@ -15,7 +15,6 @@ from pathlib import Path
 
 from .. import atomic
 from .. import config as config_mod
-from .. import registry
 from ..errors import ConfigError, DataError
 from .stats import mcnemar
 
@@ -46,22 +45,27 @@ class DiffResult:
         return "\n".join(lines)
 
 
-def _predict(model, cfg, bundle, split: str) -> dict[str, tuple[int, float, int]]:
-    """sample id -> (predicted class, its probability, true class)."""
-    from ..api import make_loaders
-    from ..engine import resolve_device
+def _predict(model, cfg, device, split: str, path) -> tuple[dict[str, tuple[int, float, int]], object]:
+    """(sample id -> (predicted class, its probability, true class), the data bundle), with the data
+    built through the one build path from the checkpoint's own training statistics."""
+    from ..build import build_parts
     from ..engine.evaluate import predict
 
-    device = resolve_device(cfg.train.device)
-    meta = model.trainlab_meta
-    bundle.mean, bundle.std = meta.get("mean", bundle.mean), meta.get("std", bundle.std)
-    loader = make_loaders(cfg, bundle, device)[split]
-    task = registry.TASKS.create(cfg.task.name, cfg.task, len(bundle.class_names))
-    p = predict(model.to(device), task, loader, device, cfg.train.precision)
+    try:
+        parts = build_parts(cfg, device, model=model, data_meta=model.trainlab_meta)
+    except DataError as e:
+        raise DataError(f"{path}: {e}") from None
+    if split not in parts.loaders:
+        raise ConfigError(f"--split {split}: the data has no such split (have {', '.join(parts.loaders)})")
+    bundle = parts.bundle
+    if model.class_names != bundle.class_names:
+        raise DataError(f"{path}: its classes {model.class_names[:5]}... differ from the data's "
+                        f"{bundle.class_names[:5]}... (data.name={cfg.data.name})")
+    p = predict(model.to(device), parts.task, parts.loaders[split], device, cfg.train.precision)
     data = bundle.splits[split]
     conf, pred = p["probs"].max(1)
     return {data.sample_id(i): (y, c, t) for i, y, c, t in
-            zip(p["index"].tolist(), pred.tolist(), conf.tolist(), p["target"].tolist())}
+            zip(p["index"].tolist(), pred.tolist(), conf.tolist(), p["target"].tolist())}, bundle
 
 
 def _label(ckpt: Path) -> str:
@@ -70,23 +74,23 @@ def _label(ckpt: Path) -> str:
     return f"{run}_{ckpt.stem}"
 
 
-def diff_checkpoints(a, b, *overrides: str, split: str = "test", out=None, sheet_size: int = 48) -> DiffResult:
+def diff_checkpoints(a, b, *overrides: str, split: str = "test", out=None, sheet_size: int = 48,
+                     trust_class_path: bool = False) -> DiffResult:
     from ..api import load
-    from ..data import build_data
+    from ..engine.runtime import setup_runtime
 
-    model_a, model_b = load(a), load(b)
     bad = [o for o in overrides if not o.split("=", 1)[0].startswith(("data.", "train.device", "train.precision"))]
     if bad:
         raise ConfigError(f"diff accepts data.*, train.device and train.precision overrides, not: {', '.join(bad)}")
-    cfg = config_mod.load(model_a.trainlab_config, list(overrides))
-    bundle = build_data(cfg.data)
-    if split not in bundle.splits:
-        raise ConfigError(f"--split {split}: the data has no such split (have {', '.join(bundle.splits)})")
+    model_a, model_b = load(a, trust_class_path=trust_class_path), load(b, trust_class_path=trust_class_path)
     for path, model in ((a, model_a), (b, model_b)):
-        if model.class_names != bundle.class_names:
-            raise DataError(f"{path}: its classes {model.class_names[:5]}... differ from the data's "
-                            f"{bundle.class_names[:5]}... (data.name={cfg.data.name})")
-    pa, pb = _predict(model_a, cfg, bundle, split), _predict(model_b, cfg, bundle, split)
+        task = model.trainlab_config.task.name
+        if task not in ("classification", "video"):
+            raise ConfigError(f"{path}: a {task} checkpoint; trainlab diff compares the predictions of two "
+                              f"classifiers (image or video) on the same samples")
+    cfg = config_mod.load(model_a.trainlab_config, list(overrides))
+    device = setup_runtime(cfg, distributed_ok=False)
+    (pa, bundle), (pb, _) = _predict(model_a, cfg, device, split, a), _predict(model_b, cfg, device, split, b)
     data, names = bundle.splits[split], bundle.class_names
     rows = []
     for i in range(len(data)):  # split order, so "the first N disagreements" is stable

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .. import registry
+from ..build import build_task
 from ..data import BatchTransform
 from ..data.clip_loader import ClipTransform, frame_indices
 from ..data.image_cache import DecodeSettings, decode_image
@@ -87,7 +87,7 @@ def predict_files(model: nn.Module, paths: list[Path], topk: int = 5, batch_size
                         "image size and normalisation that predict needs; call the model directly instead")
     inputs = _Inputs(meta, model.trainlab_config.data)
     cfg = model.trainlab_config
-    task = registry.TASKS.create(cfg.task.name, cfg.task, len(names))  # video: an image model averages frames
+    task = build_task(cfg, len(names))  # video: an image model averages frames
     device = next(model.parameters()).device
     rows, good = [], []
     for p in paths:

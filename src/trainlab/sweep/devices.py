@@ -1,7 +1,7 @@
 """``trainlab bench devices RECIPE [--steps N]``: the same training steps on the CPU, one GPU and
 every larger GPU count (DDP under torchrun), as one table.
 
-A step is the Trainer's own ``_train_step`` on the recipe's data, model and global batch, so
+A step is the Trainer's own ``train_step`` on the recipe's data, model and global batch, so
 the figures are those of ``trainlab train``. Each step is split into the time blocked in the
 loader (data wait) and the rest; on a GPU both ends are synchronised so the clock measures
 work done, not work queued. Speedup is against the CPU row; scaling efficiency of k GPUs is
@@ -22,9 +22,7 @@ from pathlib import Path
 import torch
 
 from .. import config as config_mod
-from .. import registry
-from ..engine import Trainer, distributed
-from ..models import build_model
+from ..engine import distributed
 
 LOG = logging.getLogger("trainlab")
 NO_GPU = "no GPU found: CPU only"
@@ -43,18 +41,16 @@ def _batches(loader):
 
 
 def measure(cfg, steps: int, warmup: int = 3) -> dict:
-    """Time ``steps`` optimizer steps (after ``warmup``) on this process's device."""
-    from ..data import build_data
+    """Time ``steps`` optimizer steps (after ``warmup``) on this process's device, set up as
+    ``trainlab train`` sets it up (threads, allocator, determinism: ``setup_runtime``)."""
+    from ..build import build_parts, build_trainer
+    from ..engine.runtime import setup_runtime
 
-    device = distributed.setup(cfg.train.device, cfg.train.threads)
+    device = setup_runtime(cfg)
     torch.manual_seed(cfg.train.seed)
-    bundle = build_data(cfg.data)
-    loaders = bundle.make_loaders(cfg, device)
-    model = build_model(cfg.model, inferred=bundle.model_kwargs())
-    task = registry.TASKS.create(cfg.task.name, cfg.task, bundle.num_classes)
-    trainer = Trainer(cfg, model, task, {"train": loaders["train"], **{k: v for k, v in loaders.items()
-                                                                       if k == cfg.train.monitor.split(".")[0]}},
-                      device, None, {})
+    parts = build_parts(cfg, device)
+    trainer = build_trainer(parts, splits=("train", cfg.train.monitor.split(".")[0]))
+    task, loaders, model = parts.task, parts.loaders, trainer.model
     meter, batches = task.meter(), _batches(loaders["train"])
     model.train()
     wait = total = 0.0
