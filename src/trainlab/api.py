@@ -221,10 +221,15 @@ def _model_for(cfg: Config, meta: dict, checkpoint, trust: bool) -> nn.Module:
 
 
 def evaluate(checkpoint: str | Path, *overrides: str, split: str = "test", out: str | Path | None = None,
-             trust_class_path: bool = False) -> dict:
-    """Evaluate a checkpoint on a split of its dataset (data.* overrides allowed)."""
+             trust_class_path: bool = False, force: bool = False) -> dict:
+    """Evaluate a checkpoint on a split of its dataset (data.* overrides allowed). The JSON goes to
+    ``out`` (refused if it exists, unless ``force``), else beside the checkpoint under a free name."""
     import json
 
+    from .outputs import choose_output
+
+    default = Path(checkpoint).with_name(f"eval_{split}_{Path(checkpoint).stem}.json")
+    out = choose_output(out, default, force)  # checked before the work
     model = load(checkpoint, trust_class_path=trust_class_path)
     bad = [o for o in overrides if not o.split("=", 1)[0].startswith(("data.", "train.device", "train.precision"))]
     if bad:
@@ -238,7 +243,6 @@ def evaluate(checkpoint: str | Path, *overrides: str, split: str = "test", out: 
     result, meter = evaluate_model(model.to(device), parts.task, parts.loaders[split], device, cfg.train.precision,
                                    keep_predictions=True)
     result = {"checkpoint": str(checkpoint), "split": split, **result, **meter.details(model.class_names)}
-    out = Path(out) if out else Path(checkpoint).with_name(f"eval_{split}_{Path(checkpoint).stem}.json")
     try:
         atomic.write_text(out, json.dumps(result, indent=2))
         result["written_to"] = str(out)

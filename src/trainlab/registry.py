@@ -73,6 +73,14 @@ class Registry:
         return self.get(name)(*args, **kwargs)
 
 
+def describe(factory: Callable) -> str:
+    """The first sentence of a factory's docstring (a class's own, not one it inherits)."""
+    doc = factory.__doc__ if (not isinstance(factory, type) or "__doc__" in factory.__dict__) else None
+    paragraph = " ".join((doc or "").strip().split("\n\n")[0].split())
+    first = paragraph.split(". ")[0].rstrip(".")
+    return first if len(first) <= 110 else first[:107].rsplit(" ", 1)[0] + "..."
+
+
 MODELS = Registry("models")
 DATASETS = Registry("datasets")
 TASKS = Registry("tasks")

@@ -75,10 +75,12 @@ def _label(ckpt: Path) -> str:
 
 
 def diff_checkpoints(a, b, *overrides: str, split: str = "test", out=None, sheet_size: int = 48,
-                     trust_class_path: bool = False) -> DiffResult:
+                     trust_class_path: bool = False, force: bool = False) -> DiffResult:
     from ..api import load
     from ..engine.runtime import setup_runtime
+    from ..outputs import choose_output
 
+    out = choose_output(out, f"diff_{_label(a)}_vs_{_label(b)}", force, is_dir=True)  # checked before the work
     bad = [o for o in overrides if not o.split("=", 1)[0].startswith(("data.", "train.device", "train.precision"))]
     if bad:
         raise ConfigError(f"diff accepts data.*, train.device and train.precision overrides, not: {', '.join(bad)}")
@@ -100,7 +102,6 @@ def diff_checkpoints(a, b, *overrides: str, split: str = "test", out=None, sheet
                      "pred_b": names[yb], "conf_b": cb, "agree": ya == yb,
                      "correct_a": ya == t, "correct_b": yb == t})
     result = DiffResult(str(a), str(b), split, rows, _summary(rows))
-    out = Path(out) if out else Path(f"diff_{_label(a)}_vs_{_label(b)}")
     out.mkdir(parents=True, exist_ok=True)
     result.files["predictions"] = _write_csv(rows, out / f"predictions_{split}.csv")
     result.files["summary"] = out / "summary.json"

@@ -31,13 +31,14 @@ def parse_input(text: str) -> tuple[int, ...]:
     return dims
 
 
-def model_for_summary(target: str, input_shape, num_classes: int) -> tuple[nn.Module, tuple]:
+def model_for_summary(target: str, input_shape, num_classes: int,
+                      trust_class_path: bool = False) -> tuple[nn.Module, tuple]:
     """A registered model name, a recipe (.yaml) or a checkpoint (.pt) -> (model, input shape)."""
     path = Path(target)
     if path.suffix in (".pt", ".pth") and path.is_file():
         from ..api import load
 
-        model = load(path)
+        model = load(path, trust_class_path=trust_class_path)
         return model, tuple(input_shape or model.trainlab_meta["input_shape"])
     if path.suffix in (".yaml", ".yml"):
         from .. import config as config_mod

@@ -49,3 +49,45 @@ def setup_logging(verbose: bool) -> None:
     LOG.handlers[:] = [handler]
     LOG.setLevel(logging.DEBUG if verbose else logging.INFO)
     LOG.propagate = False
+
+
+# ---------------------------------------------------------------------- argument checks shared by subcommands
+def _number(kind, low, text: str, inclusive: bool = True, high=None):
+    import argparse
+
+    try:
+        value = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a{'n integer' if kind is int else ' number'}") from None
+    if value != value or (inclusive and value < low) or (not inclusive and value <= low) or \
+            (high is not None and value > high):
+        bound = f">= {low}" if inclusive else f"> {low}"
+        raise argparse.ArgumentTypeError(f"{text} must be {bound}" + (f" and <= {high}" if high is not None else ""))
+    return value
+
+
+def positive_int(text: str) -> int:
+    return _number(int, 1, text)
+
+
+def nonneg_int(text: str) -> int:
+    return _number(int, 0, text)
+
+
+def nonneg_float(text: str) -> float:
+    return _number(float, 0.0, text)
+
+
+def probability(text: str) -> float:
+    """In (0, 1]."""
+    return _number(float, 0.0, text, inclusive=False, high=1.0)
+
+
+def add_trust(parser) -> None:
+    parser.add_argument("--trust-class-path", action="store_true",
+                        help="allow importing the module a checkpoint's model.class_path names (loading a "
+                             "checkpoint never imports code otherwise)")
+
+
+def add_force(parser) -> None:
+    parser.add_argument("--force", action="store_true", help="replace an existing output")

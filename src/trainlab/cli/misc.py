@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..errors import ConfigError
-from ._common import add_overrides
+from ._common import add_overrides, nonneg_int, positive_int
 
 
 def add_prepare(sub):
@@ -12,12 +12,14 @@ def add_prepare(sub):
     pp.add_argument("what", choices=["tiny-imagenet", "catsdogs", "extract", "moving-digits"])
     pp.add_argument("src", help="the original dataset folder (never modified) or archive; moving-digits: DST")
     pp.add_argument("dst", nargs="?", help="output folder")
+    pp.add_argument("--max-bytes", type=positive_int, default=None,
+                    help="extract: the most it may write (default: 100x the archive, at least 1 GiB)")
     pp.add_argument("--mode", choices=["link", "symlink", "copy"], default=None,
                     help="hard links (default for tiny-imagenet), symlinks or copies (default for catsdogs)")
     md = pp.add_argument_group("moving-digits")
     md.add_argument("--mnist", default=None, help="MNIST IDX folder (default: the 5,000 embedded digits)")
     for flag, default in (("--seed", 0), ("--train-per-class", 300), ("--test-per-class", 100), ("--frames", 20)):
-        md.add_argument(flag, type=int, default=default)
+        md.add_argument(flag, type=nonneg_int if flag == "--seed" else positive_int, default=default)
     md.add_argument("--digits", type=int, default=1, choices=[1, 2], help="digits per clip")
     md.add_argument("--classes", default="direction", choices=["direction", "direction_digit"])
     md.add_argument("--codec", default="ffv1", choices=["ffv1", "mpeg4", "libx264"],
@@ -45,7 +47,7 @@ def cmd_prepare(args) -> int:
         counts = prepare.prepare_catsdogs(args.src, dst, mode=args.mode or "copy")
     else:
         dst = args.dst or "."
-        counts = {"files": len(prepare.extract_archive(args.src, dst))}
+        counts = {"files": len(prepare.extract_archive(args.src, dst, max_bytes=args.max_bytes))}
     print(f"{args.what}: {', '.join(f'{k} {v:,}' for k, v in counts.items())} -> {dst}")
     return 0
 
@@ -67,7 +69,7 @@ def cmd_config(args) -> int:
 
 def add_list(sub):
     ls = sub.add_parser("list", help="list registered models, datasets, optimizers, schedules or config keys")
-    ls.add_argument("what", choices=["models", "datasets", "optimizers", "schedules", "tasks", "keys"])
+    ls.add_argument("what", choices=["models", "datasets", "optimizers", "schedules", "tasks", "callbacks", "keys"])
     return ls
 
 
@@ -76,12 +78,10 @@ def cmd_list(args) -> int:
     from ..config import field_docs
 
     if args.what == "keys":
-        for key, doc in field_docs():
-            print(f"{key:32} {doc}")
-        return 0
-    reg = {"models": registry.MODELS, "datasets": registry.DATASETS, "optimizers": registry.OPTIMIZERS,
-           "schedules": registry.SCHEDULES, "tasks": registry.TASKS}[args.what]
-    for name in reg.names():
-        doc = (reg.get(name).__doc__ or "").strip().splitlines()
-        print(f"{name:16} {doc[0] if doc else ''}")
+        lines = [f"{key:32} {doc}" for key, doc in field_docs()]
+    else:
+        reg = {"models": registry.MODELS, "datasets": registry.DATASETS, "optimizers": registry.OPTIMIZERS,
+               "schedules": registry.SCHEDULES, "tasks": registry.TASKS, "callbacks": registry.CALLBACKS}[args.what]
+        lines = [f"{name:20} {registry.describe(reg.get(name))}" for name in reg.names()]
+    print("\n".join(lines))
     return 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from ._common import add_overrides
+from ._common import add_overrides, nonneg_int, positive_int
 
 
 def add_sweep(sub):
@@ -14,10 +14,10 @@ def add_sweep(sub):
     sw.add_argument("--grid", nargs="+", metavar="KEY=V1,V2",
                     help="grid axes, e.g. optim.name=adam,nadam,sgd (an item with one value is a fixed override)")
     sw.add_argument("--seeds", help="seeds per cell: a count (3 -> 0,1,2) or a list (1,5,9)")
-    sw.add_argument("--parallel", type=int, default=1, help="runs at a time (threads per run: cores // N)")
+    sw.add_argument("--parallel", type=positive_int, default=1, help="runs at a time (threads per run: cores // N)")
     sw.add_argument("--out", help="sweep folder (default: sweeps/<recipe name>); the same folder resumes")
     sw.add_argument("--search", choices=["optuna"], help="search instead of a grid (TPE + median pruner)")
-    sw.add_argument("--trials", type=int, help="search: trials in total over all workers")
+    sw.add_argument("--trials", type=positive_int, help="search: trials in total over all workers")
     sw.add_argument("--objective", help="search: metric to optimise, e.g. valid.acc1 (default: train.monitor)")
     sw.add_argument("--space", nargs="+", metavar="KEY=SPEC",
                     help="search space: optim.lr=loguniform(1e-4,1e-1) optim.name=[adam,sgd] train.epochs=int(2,5)")
@@ -69,7 +69,7 @@ def add_bench(sub):
     b.add_argument("what", choices=["devices"])
     b.add_argument("recipe")
     add_overrides(b, "dotted overrides, e.g. data.batch_size=256")
-    b.add_argument("--steps", type=int, default=50, help="timed optimizer steps per device count (after 3 warm-up)")
+    b.add_argument("--steps", type=positive_int, default=50, help="timed optimizer steps per device count (after 3 warm-up)")
     return b
 
 
@@ -88,8 +88,8 @@ def add_speedrun(sub):
                                          "script run for the same time (or to the same goal)")
     sr.add_argument("target", choices=list(TARGETS))
     add_overrides(sr, "dotted overrides for the speed recipe, e.g. data.root=...")
-    sr.add_argument("--runs", type=int, default=3, help="runs with seeds first_seed.. (default 3)")
-    sr.add_argument("--first-seed", type=int, default=0)
+    sr.add_argument("--runs", type=positive_int, default=3, help="runs with seeds first_seed.. (default 3)")
+    sr.add_argument("--first-seed", type=nonneg_int, default=0)
     sr.add_argument("--baseline", choices=["same-time", "to-target", "none"], default="same-time",
                     help="train the reference for trainlab's mean time (default), until it reaches the goal, "
                          "or not at all")

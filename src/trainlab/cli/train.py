@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from ._common import add_overrides, scalars
+from ._common import add_force, add_overrides, add_trust, scalars
 
 
 def add_train(sub):
@@ -40,13 +40,16 @@ def add_eval(sub):
     e.add_argument("--split", default="test", choices=["train", "valid", "test"])
     e.add_argument("--out", help="JSON file for the results (default: beside the checkpoint)")
     e.add_argument("--json", action="store_true", help="print the full JSON result")
+    add_trust(e)
+    add_force(e)
     return e
 
 
 def cmd_eval(args) -> int:
     from .. import api
 
-    result = api.evaluate(args.checkpoint, *args.overrides, split=args.split, out=args.out)
+    result = api.evaluate(args.checkpoint, *args.overrides, split=args.split, out=args.out,
+                          trust_class_path=args.trust_class_path, force=args.force)
     if args.json:
         print(json.dumps(result, indent=2))
         return 0

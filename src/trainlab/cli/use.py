@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import sys
 
+from ..errors import ConfigError
+from ..outputs import choose_output
+from ._common import add_force, add_trust, nonneg_float, positive_int, probability
+
 
 def add_predict(sub):
     pr = sub.add_parser("predict", help="top-k classes for an image or video file, or a folder of them")
     pr.add_argument("checkpoint")
     pr.add_argument("inputs", help="image file, video file (or frame folder), or a folder of them")
-    pr.add_argument("--topk", type=int, default=5)
-    pr.add_argument("--out", help="CSV file (default: predictions.csv)")
+    pr.add_argument("--topk", type=positive_int, default=5)
+    pr.add_argument("--out", help="CSV file (default: predictions.csv, or the next free predictions-N.csv)")
     pr.add_argument("--device", default="cpu")
+    add_trust(pr)
+    add_force(pr)
     return pr
 
 
@@ -19,11 +25,15 @@ def cmd_predict(args) -> int:
     from .. import api
     from ..inference.predict import list_inputs, predict_files, write_predictions_csv
 
-    model = api.load(args.checkpoint, device=args.device)
+    out = choose_output(args.out, "predictions.csv", args.force)  # before the work: a refusal costs nothing
+    model = api.load(args.checkpoint, device=args.device, trust_class_path=args.trust_class_path)
+    if model.trainlab_config.task.name == "language_model":
+        raise ConfigError(f"{args.checkpoint} is a language model: trainlab predict classifies images and "
+                          f"clips; use trainlab generate {args.checkpoint}")
     rows = predict_files(model, list_inputs(model, args.inputs), topk=args.topk)
     for r in rows:
         print(f"{r['path']}: " + ", ".join(f"{name} {p:.3f}" for name, p in r["top"]))
-    out = write_predictions_csv(rows, args.out or "predictions.csv")
+    out = write_predictions_csv(rows, out)
     print(f"{len(rows)} prediction(s) written to {out}")
     return 0
 
@@ -31,15 +41,17 @@ def cmd_predict(args) -> int:
 def add_generate(sub):
     g = sub.add_parser("generate", help="sample text from a language-model checkpoint (streamed)")
     g.add_argument("checkpoint")
-    g.add_argument("--words", type=int, default=100, help="tokens to generate (characters for a char model)")
-    g.add_argument("--temperature", type=float, default=1.0, help="softmax temperature; 0 is greedy")
-    g.add_argument("--top-k", type=int, default=None, help="sample among the k most likely tokens")
-    g.add_argument("--top-p", type=float, default=None, help="nucleus sampling: smallest set with this mass")
+    g.add_argument("--words", type=positive_int, default=100, help="tokens to generate (characters for a char model)")
+    g.add_argument("--temperature", type=nonneg_float, default=1.0, help="softmax temperature; 0 is greedy")
+    g.add_argument("--top-k", type=positive_int, default=None, help="sample among the k most likely tokens")
+    g.add_argument("--top-p", type=probability, default=None, help="nucleus sampling: smallest set with this mass")
     g.add_argument("--prompt", default=None, help="text to continue")
     g.add_argument("--seed", type=int, default=0, help="sampling seed (same seed, same text)")
     g.add_argument("--out", help="also write the text to this file (UTF-8)")
     g.add_argument("--device", default="cpu")
     g.add_argument("--quiet", action="store_true", help="do not echo the text to stdout")
+    add_trust(g)
+    add_force(g)
     return g
 
 
@@ -50,7 +62,12 @@ def cmd_generate(args) -> int:
     from ..data.vocab import Vocab
     from ..inference.generate import generate, write_stream
 
-    model = api.load(args.checkpoint, device=args.device)
+    if args.out:
+        args.out = str(choose_output(args.out, args.out, args.force))
+    model = api.load(args.checkpoint, device=args.device, trust_class_path=args.trust_class_path)
+    if model.trainlab_config.task.name != "language_model":
+        raise ConfigError(f"{args.checkpoint} is a {model.trainlab_config.task.name} checkpoint: trainlab generate "
+                          f"samples text from a language model; use trainlab predict for images and clips")
     vocab = Vocab.from_meta(model.trainlab_meta)
     pieces = generate(model, vocab, args.words, prompt=args.prompt or "", temperature=args.temperature,
                       top_k=args.top_k, top_p=args.top_p, seed=args.seed)

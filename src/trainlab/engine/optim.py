@@ -10,30 +10,35 @@ from ..registry import OPTIMIZERS
 
 @OPTIMIZERS.register("sgd")
 def sgd(params, cfg: OptimConfig):
+    """SGD with momentum (optim.momentum) and optional Nesterov."""
     return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
                            weight_decay=cfg.weight_decay)
 
 
 @OPTIMIZERS.register("adam")
 def adam(params, cfg: OptimConfig):
+    """Adam (Kingma & Ba); weight decay as an L2 penalty."""
     return torch.optim.Adam(params, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps,
                             weight_decay=cfg.weight_decay)
 
 
 @OPTIMIZERS.register("adamw")
 def adamw(params, cfg: OptimConfig):
+    """AdamW: Adam with decoupled weight decay."""
     return torch.optim.AdamW(params, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps,
                              weight_decay=cfg.weight_decay)
 
 
 @OPTIMIZERS.register("nadam")
 def nadam(params, cfg: OptimConfig):
+    """NAdam: Adam with Nesterov momentum."""
     return torch.optim.NAdam(params, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps,
                              weight_decay=cfg.weight_decay)
 
 
 @OPTIMIZERS.register("rmsprop")
 def rmsprop(params, cfg: OptimConfig):
+    """RMSprop with optional momentum."""
     return torch.optim.RMSprop(params, lr=cfg.lr, momentum=cfg.momentum, eps=cfg.eps,
                                weight_decay=cfg.weight_decay)
 

@@ -22,28 +22,33 @@ Factor = Callable[[int], float]
 
 @SCHEDULES.register("constant")
 def constant(cfg: ScheduleConfig, spe: int, total: int, warmup: int, base_lr: float) -> Factor:
+    """The peak learning rate throughout (after any warmup)."""
     return lambda step: 1.0
 
 
 @SCHEDULES.register("plateau")
 def plateau(cfg: ScheduleConfig, spe: int, total: int, warmup: int, base_lr: float) -> Factor:
+    """Constant until train.monitor stalls for schedule.patience evaluations, then times schedule.factor."""
     return lambda step: 1.0  # the reductions come from Schedule.observe
 
 
 @SCHEDULES.register("step")
 def step_decay(cfg: ScheduleConfig, spe: int, total: int, warmup: int, base_lr: float) -> Factor:
+    """Times schedule.gamma every schedule.step_size epochs (StepLR)."""
     every = max(1, round(cfg.step_size * spe))
     return lambda step: cfg.gamma ** (step // every)
 
 
 @SCHEDULES.register("multistep")
 def multistep(cfg: ScheduleConfig, spe: int, total: int, warmup: int, base_lr: float) -> Factor:
+    """Times schedule.gamma at each epoch in schedule.milestones."""
     marks = sorted(round(m * spe) for m in cfg.milestones)
     return lambda step: cfg.gamma ** bisect.bisect_right(marks, step)
 
 
 @SCHEDULES.register("exponential")
 def exponential(cfg: ScheduleConfig, spe: int, total: int, warmup: int, base_lr: float) -> Factor:
+    """Times schedule.gamma per epoch, applied every step."""
     return lambda step: cfg.gamma ** (step / spe)
 
 
@@ -54,6 +59,7 @@ def _cosine(start: int, total: int, floor: float) -> Factor:
 
 @SCHEDULES.register("cosine")
 def cosine(cfg: ScheduleConfig, spe: int, total: int, warmup: int, base_lr: float) -> Factor:
+    """Cosine from the peak (after the warmup) down to min_lr at the last step."""
     return _cosine(warmup, total, cfg.min_lr / base_lr)
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .. import atomic
 from ..build import build_task
 from ..data import BatchTransform
 from ..data.clip_loader import ClipTransform, frame_indices
@@ -111,7 +112,7 @@ def predict_files(model: nn.Module, paths: list[Path], topk: int = 5, batch_size
 def write_predictions_csv(rows: list[dict], out: str | Path) -> Path:
     out = Path(out)
     k = max(len(r["top"]) for r in rows)
-    with open(out, "w", newline="", encoding="utf-8") as fh:
+    with atomic.atomic_open(out, newline="") as fh:
         w = csv.writer(fh)
         header = ["path", "prediction", "probability"]
         for i in range(2, k + 1):

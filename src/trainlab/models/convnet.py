@@ -15,6 +15,8 @@ from ._shapes import flat_features
 
 @MODELS.register("convnet")
 class ConvNet(nn.Module):
+    """Blocks of conv -> batch norm -> ReLU -> 2x2 max-pool, then a dropout MLP head (the MNIST lab's CNN)."""
+
     def __init__(self, num_classes: int = 10, in_channels: int = 1, input_size: tuple = (28, 28),
                  channels: tuple = (32, 64), kernel_size: int = 3, convs_per_block: int = 1,
                  batch_norm: bool = True, pool: str = "max", hidden: tuple = (128,),

@@ -11,6 +11,8 @@ from ._shapes import flat_features
 
 @MODELS.register("lenet5")
 class LeNet5(nn.Module):
+    """LeCun's LeNet-5: two 5x5 conv + pool stages and three fully connected layers (tanh by default)."""
+
     def __init__(self, num_classes: int = 10, in_channels: int = 1, input_size: tuple = (28, 28),
                  activation: str = "tanh"):
         super().__init__()

@@ -12,6 +12,8 @@ from ..registry import MODELS
 
 @MODELS.register("mlp")
 class MLP(nn.Module):
+    """Flattened pixels through fully connected layers (widths) with ReLU and dropout."""
+
     def __init__(self, num_classes: int = 10, in_channels: int = 1, input_size: tuple = (28, 28),
                  widths: tuple = (512, 256), dropout: float = 0.2, batch_norm: bool = False):
         super().__init__()

@@ -22,6 +22,8 @@ _RNNS = {"LSTM": (nn.LSTM, {}), "GRU": (nn.GRU, {}), "RNN_TANH": (nn.RNN, {"nonl
 
 @MODELS.register("rnn_lm")
 class RNNLM(nn.Module):
+    """Word embedding -> LSTM/GRU layers -> linear decoder (weights tied to the embedding if asked)."""
+
     def __init__(self, vocab_size: int = 10000, rnn_type: str = "LSTM", emb_size: int = 200,
                  hidden_size: int = 200, num_layers: int = 2, dropout: float = 0.2,
                  emb_dropout: Optional[float] = None, out_dropout: Optional[float] = None,

@@ -63,6 +63,8 @@ def patch_whitening(x: torch.Tensor, k: int, eps: float = 5e-4) -> torch.Tensor:
 
 @MODELS.register("speednet")
 class SpeedNet(nn.Module):
+    """airbench's fast CIFAR-10 net: a whitened 2x2 stem, three conv groups with pooling, a scaled linear head."""
+
     def __init__(self, num_classes: int = 10, in_channels: int = 3, widths: tuple = (32, 128, 128),
                  stem_width: int | None = None, head_scale: float = 1 / 9, affine_scale: bool = False,
                  bn_momentum: float = 0.6, identity_init: bool = True, whiten: bool = True,

@@ -60,6 +60,8 @@ class Block(nn.Module):
 
 @MODELS.register("transformer_lm")
 class TransformerLM(nn.Module):
+    """A causal Transformer decoder language model: embeddings + positions, pre-norm blocks, tied output."""
+
     def __init__(self, vocab_size: int = 10000, d_model: int = 256, num_layers: int = 4, num_heads: int = 4,
                  ff_size: int = 1024, dropout: float = 0.1, max_len: int = 256, positions: str = "learned",
                  tie_weights: bool = True):
