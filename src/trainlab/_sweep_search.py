@@ -177,9 +177,15 @@ def _study(optuna, storage: str, name: str, direction: str):
     if storage.startswith(("sqlite:", "postgresql", "mysql")):
         # heartbeats: a trial whose worker was killed is marked failed after the grace period and
         # retried (once per trial) by the next worker that starts a trial, resuming its run
-        storage = optuna.storages.RDBStorage(
-            storage, heartbeat_interval=30, grace_period=90,
-            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(1))
+        grace = _heartbeat_grace()
+        try:
+            storage = optuna.storages.RDBStorage(
+                storage, heartbeat_interval=max(1, grace // 3), grace_period=grace,
+                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(1))
+        except ImportError:  # SQLAlchemy found no driver for the URL's dialect
+            scheme = storage.split("://")[0]  # the rest may hold a password: not echoed
+            raise ConfigError(f"--storage {scheme}://...: its database driver is not installed; "
+                              f"{_DRIVERS.get(scheme, 'install the SQLAlchemy driver it names')}") from None
     for attempt in range(5):
         try:
             return optuna.create_study(storage=storage, study_name=name, direction=direction,
@@ -190,6 +196,24 @@ def _study(optuna, storage: str, name: str, direction: str):
             if attempt == 4:
                 raise
             time.sleep(0.5 + attempt)
+
+
+# what to install for a storage URL's SQLAlchemy dialect+driver (the part before ://)
+_DRIVERS = {"postgresql": "pip install psycopg2-binary (or trainlab's [dev] extra)",
+            "postgresql+psycopg2": "pip install psycopg2-binary (or trainlab's [dev] extra)",
+            "postgresql+psycopg": "pip install 'psycopg[binary]'",
+            "mysql": "pip install mysqlclient", "mysql+pymysql": "pip install PyMySQL"}
+
+
+def _heartbeat_grace() -> int:
+    """Seconds without a heartbeat before a trial counts as dead (TRAINLAB_HEARTBEAT_GRACE, default 90):
+    long enough for a busy machine, short where a test or an impatient user waits on a retry."""
+    raw = os.environ.get("TRAINLAB_HEARTBEAT_GRACE", "").strip()
+    if not raw:
+        return 90
+    if not raw.isdigit() or int(raw) < 1:
+        raise ConfigError(f"TRAINLAB_HEARTBEAT_GRACE={raw!r}: must be a whole number of seconds, at least 1")
+    return int(raw)
 
 
 def _example(spec):
