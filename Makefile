@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.trainlab-installed
 
-.PHONY: demo test test-all install clean
+.PHONY: demo test test-all install clean postgres
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,12 @@ test: $(STAMP)
 
 test-all: $(STAMP)
 	$(BIN)/python -m pytest -q -m ""
+
+# PostgreSQL server binaries for tests/test_postgres_study.py (a throwaway server, no system
+# service is started); Debian installs them under /usr/lib/postgresql/VERSION/bin, off PATH
+postgres:
+	command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
+		{ apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y postgresql; }
 
 clean:
 	rm -rf runs .pytest_cache

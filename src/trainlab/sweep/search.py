@@ -173,23 +173,65 @@ def run_search(sweep: Sweep, parallel: int = 1) -> dict:
 
 
 def _study(optuna, storage: str, name: str, direction: str):
-    """Create or join the study; two workers starting together may race on the first schema write."""
-    if storage.startswith(("sqlite:", "postgresql", "mysql")):
-        # heartbeats: a trial whose worker was killed is marked failed after the grace period and
-        # retried (once per trial) by the next worker that starts a trial, resuming its run
-        storage = optuna.storages.RDBStorage(
-            storage, heartbeat_interval=30, grace_period=90,
-            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(1))
+    """Create or join the study; two workers starting together may race on the first schema write
+    (on PostgreSQL already in RDBStorage's CREATE TYPE/TABLE), so opening the storage is retried too."""
     for attempt in range(5):
         try:
-            return optuna.create_study(storage=storage, study_name=name, direction=direction,
+            return optuna.create_study(storage=_storage(optuna, storage), study_name=name, direction=direction,
                                        sampler=optuna.samplers.TPESampler(),
                                        pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1),
                                        load_if_exists=True)
+        except ConfigError:
+            raise
         except Exception:  # noqa: BLE001 - retried, then raised
             if attempt == 4:
                 raise
             time.sleep(0.5 + attempt)
+
+
+def _storage(optuna, storage: str):
+    if not storage.startswith(("sqlite:", "postgresql", "mysql")):
+        return storage
+    # heartbeats: a trial whose worker was killed is marked failed after the grace period and
+    # retried (once per trial) by the next worker that starts a trial, resuming its run
+    grace = _heartbeat_grace()
+    try:
+        return optuna.storages.RDBStorage(
+            storage, heartbeat_interval=max(1, grace // 3), grace_period=grace,
+            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(1))
+    except ImportError:  # SQLAlchemy found no driver for the URL's dialect
+        raise ConfigError(_missing_driver(storage)) from None
+
+
+# the pip package of each SQLAlchemy driver a storage URL may name (or get by default)
+_DRIVERS = {"psycopg": "'psycopg[binary]'", "psycopg2": "psycopg2-binary", "pg8000": "pg8000",
+            "mysqldb": "mysqlclient", "pymysql": "PyMySQL", "mysqlconnector": "mysql-connector-python"}
+
+
+def _missing_driver(storage: str) -> str:
+    """The message for a storage URL whose driver is not installed; the URL may hold a password."""
+    scheme = storage.split("://")[0]
+    try:  # 'postgresql://' means psycopg (3) from SQLAlchemy 2.1 on, psycopg2 before
+        from sqlalchemy.engine import make_url
+
+        driver = make_url(storage).get_dialect().driver
+    except Exception:  # noqa: BLE001 - an unknown dialect: the generic advice below
+        driver = None
+    package = _DRIVERS.get(driver)
+    extra = " (trainlab's dev extra has it)" if driver == "psycopg" else ""
+    how = f"pip install {package}{extra}" if package else "install the SQLAlchemy driver it names"
+    return f"--storage {scheme}://...: its database driver ({driver or scheme}) is not installed; {how}"
+
+
+def _heartbeat_grace() -> int:
+    """Seconds without a heartbeat before a trial counts as dead (TRAINLAB_HEARTBEAT_GRACE, default 90):
+    long enough for a busy machine, short where a test or an impatient user waits on a retry."""
+    raw = os.environ.get("TRAINLAB_HEARTBEAT_GRACE", "").strip()
+    if not raw:
+        return 90
+    if not raw.isdigit() or int(raw) < 1:
+        raise ConfigError(f"TRAINLAB_HEARTBEAT_GRACE={raw!r}: must be a whole number of seconds, at least 1")
+    return int(raw)
 
 
 def _example(spec):

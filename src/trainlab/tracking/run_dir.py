@@ -104,10 +104,13 @@ class RunDir:
 
 TRAINLAB_FILES = {"config.yaml", "command.txt", "env.json", "task.json", "splits.json", "metrics.jsonl", "train.log",
                   "timing.json", "eval_test.json", "checkpoints", "tensorboard", "run.lock", "done.json"}
+# `trainlab sweep` opens the run's sweep.log (the train process's stdout) before the run starts,
+# so like the lock it says nothing about whether the folder already holds a run
+SWEEP_LOG = "sweep.log"
 
 
 def _check_reusable(path: Path, cfg: Config, resuming: bool) -> None:
-    found = sorted(p.name for p in path.iterdir() if p.name != LOCK_NAME)
+    found = sorted(p.name for p in path.iterdir() if p.name not in (LOCK_NAME, SWEEP_LOG))
     if not found or resuming:
         return
     foreign = [n for n in found if n not in TRAINLAB_FILES]
