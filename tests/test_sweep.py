@@ -113,9 +113,9 @@ def test_restart_skips_finished_runs_and_resumes_the_others(recipe, tmp_path, mo
 
 
 def test_cells_aggregate_seeds_and_rank():
-    rows = [{"cell": "a", "monitor": "valid.loss", "mode": "min", "best": b, "test": t, "test_metric": "acc1", "train_seconds": 1.0}
+    rows = [{"cell": "a", "monitor": "valid.loss", "mode": "min", "finished": True, "best": b, "test": t, "test_metric": "acc1", "train_seconds": 1.0}
             for b, t in ((0.5, 0.8), (0.7, 0.9))]
-    rows += [{"cell": "b", "monitor": "valid.loss", "mode": "min", "best": 0.4, "test": 0.7, "test_metric": "acc1"},
+    rows += [{"cell": "b", "monitor": "valid.loss", "mode": "min", "finished": True, "best": 0.4, "test": 0.7, "test_metric": "acc1"},
              {"cell": "b", "monitor": "valid.loss", "best": None}]  # an unfinished seed
     cells = cell_rows(rows, [])
     assert [c["cell"] for c in cells] == ["b", "a"]  # lower loss ranks first
@@ -180,3 +180,30 @@ def test_every_sweep_file_in_recipes_expands_and_validates():
         assert len({r.name for r in runs}) == len(runs), p.name
     lab = sweep.from_args(str(REPO / "recipes" / "mnist-optim-grid.yaml")).runs()
     assert len(lab) == 27 and {r.overrides["schedule.warmup_epochs"] for r in lab if "warmup" in r.name} == {1}
+
+
+@pytest.mark.parametrize("items, message", [
+    (["optim.lr=0.1,0.1"], "the same values"),
+    (["model.init_args.hidden=[[32]],[[32]]"], "the same values"),
+    (["data.cache_dir=a/b,a_b"], "become the same folder name"),
+])
+def test_grid_points_that_share_a_run_folder_are_refused(recipe, tmp_path, items, message):
+    with pytest.raises(ConfigError, match=message):
+        sweep.from_args(str(recipe), items, out=tmp_path / "s").runs()
+
+
+def test_a_real_grid_runs_and_a_failed_run_never_counts(recipe, tmp_path, capsys):
+    """Two tiny real runs through the CLI (the default suite's end-to-end sweep); then one run's
+    done.json is removed, as if it had failed after writing metrics: its cell counts 0 of 1."""
+    from trainlab.cli import main
+    from trainlab.sweep.results import write_results
+
+    out = tmp_path / "s"
+    assert main(["sweep", str(recipe), "--grid", "optim.lr=0.001,0.004", "--out", str(out),
+                 "train.epochs=1", "data.max_samples=64"]) == 0
+    text = (out / "results.csv").read_text()
+    assert "optim.lr=0.001" in text and "optim.lr=0.004" in text and (out / "report.html").exists()
+    (out / "runs" / "optim.lr=0.004" / "done.json").unlink()
+    sw = sweep.from_args(str(out / "recipe.yaml"), ["optim.lr=0.001,0.004"], out=out)
+    cells = {c["cell"]: c for c in write_results(sw, sw.runs(), {})["cells"]}
+    assert (cells["optim.lr=0.001"]["runs"], cells["optim.lr=0.004"]["runs"]) == (1, 0)

@@ -79,11 +79,14 @@ class Sweep:
                 if seed is not None:
                     ov["train.seed"] = seed
                 out.append(RunSpec(run_name(labels, seed), ov, labels, seed))
+        _check_distinct(out)
         for r in out:
             self.check(r.overrides, f"run {r.name}")
         return out
 
     def expand(self, key: str, value) -> dict:
+        if not isinstance(value, (str, int, float, bool)) and value is not None:
+            return {key: value}  # a list or mapping value (model.init_args.channels=[16,32],...) names no preset
         bundle = {**PRESETS.get(key, {}), **self.presets.get(key, {})}.get(value)
         return dict(bundle) if isinstance(bundle, dict) else {key: value}
 
@@ -96,6 +99,20 @@ class Sweep:
     def manifest(self) -> dict:
         return {"recipe": self.recipe, "grid": self.grid, "seeds": self.seeds, "overrides": self.overrides,
                 "presets": self.presets, "search": self.search}
+
+
+def _check_distinct(specs: list) -> None:
+    """Two grid points that would share a run folder (a value listed twice, or values that become the
+    same folder name) would mix their runs: refused before anything runs."""
+    seen: dict[str, RunSpec] = {}
+    for r in specs:
+        if r.name in seen:
+            a, b = seen[r.name], r
+            same = "the same values" if a.labels == b.labels else "values that become the same folder name"
+            raise ConfigError(f"two grid points have {same}: {a.labels} and {b.labels} would both run in "
+                              f"runs/{r.name}; list each value once, or make them differ in more than "
+                              f"punctuation")
+        seen[r.name] = r
 
 
 def run_name(labels: dict, seed: Optional[int]) -> str:

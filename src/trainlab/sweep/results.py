@@ -11,6 +11,7 @@ import logging
 import statistics
 from pathlib import Path
 
+from .. import atomic
 from ..errors import DataError
 
 LOG = logging.getLogger("trainlab")
@@ -31,7 +32,8 @@ def run_rows(specs: list, out: Path, statuses: dict) -> list[dict]:
     rows = []
     for s in specs:
         run = _load(out / "runs" / s.name, s.name)
-        row = {"run": s.name, "cell": s.cell, **s.labels, "seed": s.seed, "status": statuses.get(s.name, "")}
+        row = {"run": s.name, "cell": s.cell, **s.labels, "seed": s.seed, "status": statuses.get(s.name, ""),
+               "finished": (out / "runs" / s.name / "done.json").exists()}  # a failed run never counts
         if run is not None:
             test_key = primary_metric(run)
             row.update({"monitor": run.monitor, "mode": run.direction(run.monitor), "best": run.best_value(),
@@ -58,7 +60,7 @@ def cell_rows(rows: list[dict], grid_keys: list[str]) -> list[dict]:
     out = []
     for cell, rs in cells.items():
         monitor = next((r["monitor"] for r in rs if r.get("monitor")), "")
-        done = [r for r in rs if r.get("best") is not None]
+        done = [r for r in rs if r.get("best") is not None and r.get("finished")]
         best_mean, best_std = _mean_std([r["best"] for r in done])
         test_mean, test_std = _mean_std([r.get("test") for r in done])
         out.append({"cell": cell, **{k: rs[0].get(k) for k in grid_keys}, "runs": len(done), "of": len(rs),
@@ -76,7 +78,7 @@ def cell_rows(rows: list[dict], grid_keys: list[str]) -> list[dict]:
 def _write_csv(path: Path, rows: list[dict], first: list[str]) -> None:
     keys = first + [k for r in rows for k in r if k not in first]
     keys = list(dict.fromkeys(keys))
-    with open(path, "w", newline="", encoding="utf-8") as fh:
+    with atomic.atomic_open(path, newline="") as fh:  # a reader never sees half a table
         w = csv.DictWriter(fh, fieldnames=keys)
         w.writeheader()
         for r in rows:
@@ -95,7 +97,7 @@ def write_results(sweep, specs: list, statuses: dict, grid_keys: list | None = N
     _write_csv(out / "runs.csv", rows, ["run", "cell", *grid_keys, "seed", "status"])
     _write_csv(out / "results.csv", cells, ["rank", "cell", *grid_keys, "runs", "of"])
     report = None
-    dirs = [out / "runs" / r["run"] for r in rows if r.get("best") is not None]
+    dirs = [out / "runs" / r["run"] for r in rows if r.get("best") is not None and r.get("finished")]
     if dirs:
         report = _report(out, dirs, cells)
     return {"runs": rows, "cells": cells, "results": out / "results.csv", "report": report}
