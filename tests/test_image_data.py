@@ -13,7 +13,7 @@ import trainlab
 from trainlab.api import make_loaders
 from trainlab.config import Config, DataConfig
 from trainlab.data import BatchTransform, build_data
-from trainlab.data import image_cache
+from trainlab.data import _cache_files, image_cache
 from trainlab.data.prepare import extract_archive, prepare_catsdogs, prepare_tiny_imagenet
 from trainlab.errors import DataError
 
@@ -306,7 +306,7 @@ def test_a_full_disk_while_writing_the_cache_leaves_no_temp_files(catsdogs_sampl
             fh.write(b"\0" * 1000)  # part of it written, then the disk is full
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(image_cache, "_write_array", full)
+    monkeypatch.setattr(_cache_files, "_write_array", full)
     with caplog.at_level(logging.WARNING, logger="trainlab"):
         bundle = build_data(_cfg(catsdogs_sample, tmp_path))
     assert len(bundle.splits["train"]) > 0 and "No space left" in caplog.text  # the run goes on, uncached

@@ -17,7 +17,7 @@ from pathlib import Path
 
 SRC = Path(__file__).resolve().parent.parent / "src"
 PACKAGE = SRC / "trainlab"
-MAX_LINES = 430  # loose guard while engine/trainer.py (422) is being split; the aim is ~300
+MAX_LINES = 330  # a guard; the aim is ~300 (engine/trainer.py, the loop, is the one file above it)
 AIM_LINES = 300
 
 
@@ -161,3 +161,17 @@ def test_package_entry_points_load_on_first_use():
 
     assert callable(trainlab.train) and callable(trainlab.load) and callable(trainlab.evaluate)
     assert trainlab.config.load({}).optim.lr > 0
+
+
+def test_no_function_is_longer_than_sixty_lines():
+    """design.md: functions under ~60 lines."""
+    import ast
+
+    long = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                n = node.end_lineno - node.lineno + 1
+                if n > 60:
+                    long.append(f"{path.relative_to(SRC)}:{node.lineno} {node.name} ({n} lines)")
+    assert not long, "functions over 60 lines: " + "; ".join(long)

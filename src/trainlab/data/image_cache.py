@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from ..errors import DataError
+from ._cache_files import open_memmap, verified, write_cache
 from .image_files import FileList
 
 LOG = logging.getLogger("trainlab")
@@ -170,11 +171,11 @@ def load_or_decode_items(files: FileList, s: DecodeSettings, cache_dir: Optional
     key = cache_key(files, s)
     if cache_dir is not None:
         data, meta = cache_dir / f"{tag}-{key}.u8", cache_dir / f"{tag}-{key}.json"
-        info = _verified(data, meta)
+        info = verified(data, meta)
         if info is not None:
             _report_bad(info["skipped"], on_bad, tag, s.what)
             keep = info["kept"]
-            return Decoded(_open_memmap(data, info["shape"]), [files.labels[i] for i in keep],
+            return Decoded(open_memmap(data, info["shape"]), [files.labels[i] for i in keep],
                            [files.paths[i] for i in keep], info["skipped"], info.get("lengths"))
     arrays, keep, skipped = _decode_all(files, s, workers)
     _report_bad(skipped, on_bad, tag, s.what)
@@ -190,7 +191,7 @@ def load_or_decode_items(files: FileList, s: DecodeSettings, cache_dir: Optional
                         f"set data.size (e.g. data.size=64) to resize them")
     images = torch.from_numpy(np.stack(arrays))
     if cache_dir is not None:
-        _write_cache(images, keep, skipped, lengths, data, meta)
+        write_cache(images, keep, skipped, lengths, data, meta)
     return Decoded(images, [files.labels[i] for i in keep], [files.paths[i] for i in keep], skipped, lengths)
 
 
@@ -225,63 +226,6 @@ def _report_bad(skipped: list[str], on_bad: str, tag: str, what: str = "image") 
     if on_bad == "error":
         raise DataError(f"{skipped[0]} (data.on_bad_image=error; {len(skipped)} bad file(s) in the {tag} split)")
     LOG.warning("skipped %d unreadable %s(s) in the %s split:\n  %s", len(skipped), what, tag, "\n  ".join(skipped))
-
-
-def _open_memmap(path: Path, shape) -> torch.Tensor:
-    arr = np.memmap(path, dtype=np.uint8, mode="c", shape=tuple(shape))  # copy-on-write: never alters the file
-    return torch.from_numpy(arr)
-
-
-def _digest(path: Path) -> str:
-    """blake2b of the whole file (about 1 GB/s): a truncated, zeroed or edited cache is detected."""
-    h = hashlib.blake2b(digest_size=16)
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(8 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _write_array(arr: np.ndarray, path: Path) -> None:
-    arr.tofile(path)
-
-
-def _verified(data: Path, meta: Path) -> Optional[dict]:
-    """The cache's metadata if the cache is whole and unchanged; None (after saying why) otherwise."""
-    if not (data.is_file() and meta.is_file()):
-        return None
-    try:
-        info = json.loads(meta.read_text(encoding="utf-8"))
-        expected = int(np.prod(info["shape"]))
-        problem = None
-        if data.stat().st_size != expected:
-            problem = f"{data.stat().st_size:,} bytes instead of {expected:,}"
-        elif info.get("blake2b") != _digest(data):
-            problem = "its contents changed since it was written" if info.get("blake2b") else "no checksum"
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        problem = f"unreadable metadata ({e})"
-    if problem is None:
-        return info
-    LOG.warning("decoded cache %s is damaged (%s): decoding the files again", data, problem)
-    return None
-
-
-def _write_cache(images: torch.Tensor, keep, skipped, lengths, data: Path, meta: Path) -> None:
-    tmp, meta_tmp = (p.with_name(f"{p.name}.tmp{os.getpid()}") for p in (data, meta))
-    try:
-        data.parent.mkdir(parents=True, exist_ok=True)
-        _write_array(images.numpy(), tmp)
-        digest = _digest(tmp)
-        meta_tmp.write_text(json.dumps({"shape": list(images.shape), "kept": keep, "skipped": skipped,
-                                        "lengths": lengths, "blake2b": digest}), encoding="utf-8")
-        os.replace(tmp, data)
-        os.replace(meta_tmp, meta)
-    except OSError as e:  # a read-only or full cache folder costs speed next time, never the run
-        for t in (tmp, meta_tmp):
-            try:
-                t.unlink(missing_ok=True)  # a full disk keeps no half-written temp file
-            except OSError:
-                pass
-        LOG.warning("could not write the decoded-image cache in %s (%s); set data.cache_dir", data.parent, e)
 
 
 class FileImageSet(torch.utils.data.Dataset):
