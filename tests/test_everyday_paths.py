@@ -117,3 +117,16 @@ def test_a_python_dataset_of_the_wrong_kind_is_a_clear_error(tmp_path, sample, m
 
     with pytest.raises(trainlab.DataError, match=message):
         trainlab.train(tiny_recipe(tmp_path / "run"), datasets={"train": Bad()}, class_names=["a", "b"])
+
+
+def test_train_report_writes_the_runs_report_and_says_how_to_open_it(tmp_path, capsys):
+    import yaml
+
+    from trainlab.cli import main
+
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(yaml.safe_dump(tiny_recipe(tmp_path / "run", train={"epochs": 1})))
+    assert main(["train", str(recipe), "--report"]) == 0
+    out = capsys.readouterr().out
+    assert (tmp_path / "run" / "report.html").exists() and "open it: python -m webbrowser file://" in out
+    assert "test (best checkpoint, epoch 1)" in out

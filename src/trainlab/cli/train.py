@@ -11,6 +11,8 @@ def add_train(sub):
     t = sub.add_parser("train", help="train from a recipe: trainlab train RECIPE.yaml [key=value ...]")
     t.add_argument("recipe")
     add_overrides(t, "dotted overrides such as optim.lr=3e-4 train.epochs=5")
+    t.add_argument("--report", action="store_true", help="write the run's report (report.html) when it ends "
+                                                         "and print how to open it")
     return t
 
 
@@ -29,7 +31,12 @@ def cmd_train(args) -> int:
     last = {r["split"]: r for r in run.metrics}
     print(f"run directory: {run.dir}")
     if run.test:
-        print(f"test (best checkpoint, epoch {last['test'].get('best_epoch')}): {scalars(run.test)}")
+        print(f"test ({last['test'].get('weights') or 'best checkpoint'}): {scalars(run.test)}")
+    if args.report:
+        from ..analysis.report import write_report
+
+        html, _ = write_report([run.dir])
+        print(f"report: {html}\n  open it: python -m webbrowser file://{html.resolve()}")
     return 0
 
 
