@@ -207,3 +207,26 @@ def test_a_real_grid_runs_and_a_failed_run_never_counts(recipe, tmp_path, capsys
     sw = sweep.from_args(str(out / "recipe.yaml"), ["optim.lr=0.001,0.004"], out=out)
     cells = {c["cell"]: c for c in write_results(sw, sw.runs(), {})["cells"]}
     assert (cells["optim.lr=0.001"]["runs"], cells["optim.lr=0.004"]["runs"]) == (1, 0)
+
+
+def test_sigterm_stops_a_sweep_like_ctrl_c_and_it_resumes(recipe, tmp_path):
+    """What a job scheduler sends before killing: the running run saves last.pt, the sweep exits
+    non-zero, and started again it resumes that run instead of starting it over."""
+    out = tmp_path / "s"
+    cmd = _sweep_cmd(recipe, out, "--grid", "optim.lr=0.002,0.004", "train.epochs=12", "data.max_samples=64")
+    proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    run = out / "runs" / "optim.lr=0.002"
+    deadline = time.time() + 300
+    while not (run / "checkpoints" / "last.pt").exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "SIGTERM" in err and "Traceback" not in err, err[-2000:]
+    assert not (run / "done.json").exists()
+    log = (run / "train.log").read_text()
+    assert "SIGTERM: stopping after this step" in log or "SIGINT: stopping after this step" in log
+    epochs_done = max(r["epoch"] for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines()))
+    assert epochs_done < 12
+    again = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "resumed from" in (run / "train.log").read_text() and (run / "done.json").exists()

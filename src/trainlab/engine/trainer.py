@@ -162,10 +162,13 @@ class Trainer:
         if distributed.active():
             # every rank skips (or stops) together, or DDP would wait forever; and DDP's mean of the
             # ranks' mean losses becomes the mean over the global batch also when shards are uneven
+            # the stop signal rides on the same collective: a SIGTERM that reached one rank a step
+            # earlier than another still stops every rank after the same step
             world = distributed.rank_world()[1]
             n = batch["targets"].numel()
-            ok, total = distributed.all_sum(float(finite), float(n))
+            ok, total, stopping = distributed.all_sum(float(finite), float(n), float(self._interrupted))
             finite, weight = ok == world, n * world / total
+            self._interrupted = self._interrupted or stopping > 0
         if not finite:
             return self._nonfinite(loss)
         self.scaler.scale(loss * weight / tc.accumulate).backward()

@@ -8,6 +8,7 @@ so a killed sweep never leaves a run writing into a folder that a restart is abo
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -67,7 +68,7 @@ class Executor:
         status = {s.name: "done" for s in specs if s not in todo}
         LOG.info("sweep %s: %d run(s), %d finished already, %d to run, %d at a time, %d thread(s) each",
                  self.out, len(specs), len(specs) - len(todo), len(todo), self.parallel, self.threads)
-        with ThreadPoolExecutor(self.parallel) as pool:
+        with ThreadPoolExecutor(self.parallel) as pool, stop_signals_interrupt():
             try:
                 for spec, result in zip(todo, pool.map(lambda s: self.run_one(s.name, s.overrides), todo)):
                     status[spec.name] = result
@@ -119,6 +120,29 @@ class Executor:
                 p.wait(timeout=60)
             except subprocess.TimeoutExpired:
                 p.kill()
+
+
+@contextlib.contextmanager
+def stop_signals_interrupt():
+    """SIGTERM and SIGUSR1 (what Slurm and Kubernetes send before a kill) stop a sweep like Ctrl-C:
+    each run saves a resumable last.pt, instead of the sweep dying and its runs with it."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(f"{signal.Signals(signum).name}: sweep stopped; start it again to resume")
+
+    previous = {}
+    for name in ("SIGTERM", "SIGUSR1"):
+        sig = getattr(signal, name, None)
+        if sig is not None:
+            previous[sig] = signal.signal(sig, interrupt)
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _write_done(run_dir: Path, status: str, started: float) -> None:

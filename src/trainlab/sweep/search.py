@@ -119,8 +119,7 @@ def run_search(sweep: Sweep, parallel: int = 1) -> dict:
     # heartbeats and their retry callback are flagged experimental; they are what makes a killed
     # worker's trial come back, so the warning would only be noise on every start
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    from ._exec import Executor
-    from .results import write_results
+    from ._exec import Executor, stop_signals_interrupt
 
     s = dict(sweep.search)
     objective = s.get("objective") or config_mod.load(sweep.recipe, sweep.overrides).train.monitor
@@ -155,21 +154,31 @@ def run_search(sweep: Sweep, parallel: int = 1) -> dict:
         return (min if direction == "minimize" else max)(values)
 
     if len(study.get_trials(deepcopy=False, states=counted)) < trials:
-        study.optimize(run_trial, n_jobs=parallel, catch=(RuntimeError,),
-                       callbacks=[optuna.study.MaxTrialsCallback(trials, states=counted)])
+        with stop_signals_interrupt():  # Ctrl-C, SIGTERM: the running trials save last.pt, then stop
+            try:
+                study.optimize(run_trial, n_jobs=parallel, catch=(RuntimeError,),
+                               callbacks=[optuna.study.MaxTrialsCallback(trials, states=counted)])
+            except KeyboardInterrupt:
+                executor.stop()
+                raise
+    result = _write_study_results(sweep, study, executor, list(space))
+    if study.get_trials(deepcopy=False, states=counted[:1]):
+        LOG.info("best trial %d: %s = %.4f with %s", study.best_trial.number, objective, study.best_value,
+                 study.best_trial.params)
+    return result
+
+
+def _write_study_results(sweep: Sweep, study, executor, keys: list) -> dict:
+    """results.csv / runs.csv / report of the study's trials that have a run folder."""
+    from .results import write_results
+
     specs, statuses = {}, {}
     for t in study.get_trials(deepcopy=False):  # in trial order: a retry replaces the trial it retried
         name = t.user_attrs.get("run", f"trial-{t.number:04d}")
         if executor.run_dir(name).is_dir():
             specs[name] = RunSpec(name, {**sweep.overrides, **t.params}, dict(t.params))
             statuses[name] = {"COMPLETE": "done", "PRUNED": "pruned"}.get(t.state.name, t.state.name.lower())
-    specs = list(specs.values())
-    result = write_results(sweep, specs, statuses, grid_keys=list(space))
-    done = [t for t in study.get_trials(deepcopy=False, states=counted[:1])]
-    if done:
-        LOG.info("best trial %d: %s = %.4f with %s", study.best_trial.number, objective, study.best_value,
-                 study.best_trial.params)
-    return result
+    return write_results(sweep, list(specs.values()), statuses, grid_keys=keys)
 
 
 def _study(optuna, storage: str, name: str, direction: str):
