@@ -181,6 +181,7 @@ def test_a_declared_lower_is_better_metric_drives_best_checkpoint_and_ranking(tm
     for s in specs:
         (tmp_path / "runs").mkdir(exist_ok=True)
         (tmp_path / "runs" / s.name).symlink_to(tmp_path / s.name)
+        (tmp_path / s.name / "done.json").write_text("{}")  # finished, as the sweep marks its runs
     rows = sweep_results.run_rows(specs, tmp_path, {})
     assert [c["cell"] for c in sweep_results.cell_rows(rows, [])] == ["good", "bad"]
 

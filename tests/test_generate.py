@@ -23,8 +23,23 @@ def ckpt(tiny_lm):
 
 def _gen(ckpt, tmp_path, *args) -> str:
     out = tmp_path / "out.txt"
-    assert main(["generate", str(ckpt), "--quiet", "--out", str(out), *args]) == 0
+    assert main(["generate", str(ckpt), "--quiet", "--out", str(out), "--force", *args]) == 0  # replaced each call
     return out.read_text(encoding="utf-8")
+
+
+def test_generate_never_replaces_an_existing_file_unless_forced(ckpt, tmp_path, capsys):
+    out = tmp_path / "mine.txt"
+    out.write_text("my own notes", encoding="utf-8")
+    assert main(["generate", str(ckpt), "--quiet", "--out", str(out), "--words", "5"]) == 2
+    assert "the file exists; nothing is replaced unless you pass --force" in capsys.readouterr().err
+    assert out.read_text(encoding="utf-8") == "my own notes"
+    assert main(["generate", str(ckpt), "--quiet", "--out", str(tmp_path / "no" / "such" / "x.txt")]) == 2
+    err = capsys.readouterr().err
+    assert "the folder" in err and "does not exist" in err
+    for flag, value in (("--words", "-5"), ("--top-p", "1.5"), ("--top-k", "0"), ("--temperature", "-1")):
+        with pytest.raises(SystemExit):
+            main(["generate", str(ckpt), flag, value])
+        assert f"argument {flag}: {value} must be" in capsys.readouterr().err
 
 
 def test_filter_logits_top_k_top_p_temperature():
