@@ -162,3 +162,20 @@ def test_eval_override_after_an_option_reaches_the_data(trained, tmp_path):
     assert main(["eval", ckpt, "--out", str(out_all)]) == 0
     assert main(["eval", ckpt, "--out", str(out_few), "data.max_samples=128"]) == 0
     assert json.loads(out_few.read_text())["samples"] < json.loads(out_all.read_text())["samples"]
+
+
+def test_a_closed_pipe_ends_listing_quietly():
+    """`trainlab list keys | head -1`: no BrokenPipeError traceback when the reader stops early."""
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    proc = subprocess.Popen([sys.executable, "-c", "import sys; sys.argv = ['trainlab', 'list', 'keys']; "
+                             "from trainlab.cli import main\nfor _ in range(200): main(['list', 'keys'])"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**__import__('os').environ,
+                                                                                "PYTHONPATH": str(REPO / "src")})
+    proc.stdout.readline()
+    proc.stdout.close()  # like head -1
+    assert proc.wait(timeout=120) == 0
+    assert b"Traceback" not in proc.stderr.read()

@@ -95,3 +95,12 @@ def test_transformer_generation_refeeds_its_context():
                     inferred={"vocab_size": len(vocab)})
     pieces = list(generate(m, vocab, 20, prompt="w1 w2", top_k=4, seed=3))  # longer than max_len: a sliding window
     assert len(pieces) == 20 and pieces == list(generate(m, vocab, 20, prompt="w1 w2", top_k=4, seed=3))
+
+
+def test_a_language_model_given_to_predict_or_diff_is_refused_clearly(ckpt, tmp_path, capsys):
+    (tmp_path / "x.png").write_bytes(b"")
+    assert main(["predict", str(ckpt), str(tmp_path / "x.png"), "--out", str(tmp_path / "p.csv")]) == 2
+    assert "is a language model: trainlab predict classifies images" in capsys.readouterr().err
+    assert main(["diff", str(ckpt), str(ckpt), "--out", str(tmp_path / "d")]) == 2
+    assert "a language_model checkpoint; trainlab diff compares" in capsys.readouterr().err
+    assert not (tmp_path / "p.csv").exists() and not (tmp_path / "d").exists()

@@ -187,7 +187,7 @@ def test_cache_path_and_dataloader_path_give_identical_batches(catsdogs_sample, 
 
 
 @needs_catsdogs
-def test_train_predict_on_class_folders(catsdogs_sample, tmp_path, capsys):
+def test_train_predict_on_class_folders(catsdogs_sample, tmp_path, capsys, monkeypatch):
     from trainlab.cli import main
 
     recipe = {"data": {"name": "imagefolder", "root": str(catsdogs_sample), "size": 32, "batch_size": 8,
@@ -211,6 +211,16 @@ def test_train_predict_on_class_folders(catsdogs_sample, tmp_path, capsys):
     (top_name, top_p), *_ = predict_files(model, [img])[0]["top"]
     assert top_p == pytest.approx(float(expected.max()), abs=1e-5)
     assert top_name == model.class_names[int(expected.argmax())]
+    # nothing is overwritten: an --out that exists is refused, the default name moves on to a free one
+    before = (tmp_path / "p.csv").read_text()
+    assert main(["predict", str(run.best_checkpoint), str(img), "--out", str(tmp_path / "p.csv")]) == 2
+    assert (tmp_path / "p.csv").read_text() == before
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "predictions.csv").write_text("my own table")
+    assert main(["predict", str(run.best_checkpoint), str(img)]) == 0
+    assert (tmp_path / "predictions.csv").read_text() == "my own table" and (tmp_path / "predictions-2.csv").exists()
+    with pytest.raises(SystemExit):
+        main(["predict", str(run.best_checkpoint), str(img), "--topk", "0"])
 
 
 @needs_tiny
