@@ -157,3 +157,12 @@ def test_an_input_of_the_wrong_rank_or_channels_is_a_clear_error(capsys, target,
     assert main(["summary", target, "--input", shape]) != 0
     err = capsys.readouterr().err
     assert re.search(message, err) and "Traceback" not in err
+
+
+def test_a_language_model_recipe_is_summarised_on_token_ids_without_flags(capsys):
+    """summary recipes/ptb-transformer.yaml used to crash without --input N --dtype long."""
+    from conftest import REPO
+
+    assert main(["summary", str(REPO / "recipes" / "ptb-transformer.yaml"), "--depth", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "TransformerLM" in out and "input [64]" in out

@@ -45,6 +45,8 @@ def model_for_summary(target: str, input_shape, num_classes: int,
 
         cfg = config_mod.load(path)
         mcfg = cfg.model
+        if cfg.task.name == "language_model":  # token ids: a window of data.bptt of them, as training sees
+            input_shape = input_shape or (cfg.data.bptt,)
     else:
         mcfg = ModelConfig(name=target)
     if input_shape is None:
@@ -60,6 +62,8 @@ def model_for_summary(target: str, input_shape, num_classes: int,
                           f"images (e.g. 1x28x28, 3x64x64), T with --dtype long for token ids") from None
     if path.suffix in (".yaml", ".yml"):
         model.trainlab_config = cfg  # so the full-checkpoint size uses the recipe's optimizer
+        if cfg.task.name == "language_model":
+            model.trainlab_meta = {"input_dtype": "long"}
     return model, tuple(input_shape)
 
 
