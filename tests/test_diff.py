@@ -79,6 +79,18 @@ def test_diff_finds_exactly_the_samples_a_bias_change_flips(run, tmp_path):
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["disagreements"] == 5 and summary["mcnemar"]["method"] == "exact binomial"
     assert (tmp_path / "out" / "disagreements.png").stat().st_size > 5000
+    with open(tmp_path / "out" / "disagreements_test.csv", newline="") as fh:  # the disagreements alone
+        alone = list(csv.DictReader(fh))
+    assert {r["id"] for r in alone} == expected and all(r["pred_b"] == "3" for r in alone)
+
+
+def test_long_class_names_fit_under_a_thumbnail():
+    from trainlab.analysis.contact_sheet import NAME_CHARS, _fit
+
+    assert _fit("Egyptian cat") == "Egyptian cat"
+    assert _fit("tabby, tabby cat") == "tabby"
+    long = _fit("brass, memorial tablet, plaque")
+    assert long == "brass" and len(_fit("a" * 40)) == NAME_CHARS and _fit("a" * 40).endswith("…")
 
 
 def test_diff_of_a_checkpoint_with_itself_agrees_everywhere(run, tmp_path):

@@ -13,6 +13,14 @@ import matplotlib.pyplot as plt  # noqa: E402
 from .. import atomic
 
 RIGHT, WRONG = "#1a7f37", "#cf222e"
+NAME_CHARS = 16  # what fits under a thumbnail at this font size
+
+
+def _fit(name: str) -> str:
+    """A class name short enough for one line under a thumbnail: Tiny-ImageNet's 'Egyptian cat,
+    tabby' style names keep their first synonym, then are cut with an ellipsis."""
+    first = name.split(",")[0].strip() or name
+    return first if len(first) <= NAME_CHARS else first[:NAME_CHARS - 1] + "…"
 
 
 def contact_sheet(rows: list[dict], data, path: Path, total: int, names: tuple[str, str] = ("A", "B"),
@@ -33,10 +41,10 @@ def contact_sheet(rows: list[dict], data, path: Path, total: int, names: tuple[s
             ax.imshow(img[:3].permute(1, 2, 0).numpy(), interpolation="nearest")
         ax.set_title(_short(r["id"]), fontsize=6.5, color="#555555")
         for k, (text, ok) in enumerate((
-                (f"true: {r['true']}", None),
-                (f"A: {r['pred_a']} ({r['conf_a']:.2f})", r["correct_a"]),
-                (f"B: {r['pred_b']} ({r['conf_b']:.2f})", r["correct_b"]))):
-            ax.text(0.5, -0.06 - 0.17 * k, text, transform=ax.transAxes, ha="center", va="top", fontsize=8,
+                (f"true: {_fit(r['true'])}", None),
+                (f"A: {_fit(r['pred_a'])} ({r['conf_a']:.2f})", r["correct_a"]),
+                (f"B: {_fit(r['pred_b'])} ({r['conf_b']:.2f})", r["correct_b"]))):
+            ax.text(0.5, -0.06 - 0.17 * k, text, transform=ax.transAxes, ha="center", va="top", fontsize=7.5,
                     color="black" if ok is None else RIGHT if ok else WRONG,
                     fontweight="bold" if ok is None else "normal")
     height = 2.05 * lines + 0.6

@@ -104,6 +104,8 @@ def diff_checkpoints(a, b, *overrides: str, split: str = "test", out=None, sheet
     result = DiffResult(str(a), str(b), split, rows, _summary(rows))
     out.mkdir(parents=True, exist_ok=True)
     result.files["predictions"] = _write_csv(rows, out / f"predictions_{split}.csv")
+    # the lab's deliverable: the samples the two disagree on, alone, by file name
+    result.files["disagreements"] = _write_csv(result.disagreements, out / f"disagreements_{split}.csv")
     result.files["summary"] = out / "summary.json"
     atomic.write_text(result.files["summary"], json.dumps({"a": str(a), "b": str(b), "split": split, **result.summary},
                                                   indent=2), encoding="utf-8")
