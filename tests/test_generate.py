@@ -104,3 +104,25 @@ def test_a_language_model_given_to_predict_or_diff_is_refused_clearly(ckpt, tmp_
     assert main(["diff", str(ckpt), str(ckpt), "--out", str(tmp_path / "d")]) == 2
     assert "a language_model checkpoint; trainlab diff compares" in capsys.readouterr().err
     assert not (tmp_path / "p.csv").exists() and not (tmp_path / "d").exists()
+
+
+def test_word_punct_output_puts_punctuation_against_the_word():
+    from trainlab.data.vocab import Vocab
+    from trainlab.inference.generate import generate
+
+    class Fixed(torch.nn.Module):
+        """Always the next token of a fixed sentence (a stand-in LM)."""
+
+        def __init__(self, ids):
+            super().__init__()
+            self.ids, self.w = ids, torch.nn.Parameter(torch.zeros(1))
+
+        def forward(self, x, state=None):
+            n = x.shape[1] if state is None else state + 1
+            logits = torch.full((1, x.shape[1], 8), -1e9)
+            logits[0, -1, self.ids[(n - 1) % len(self.ids)]] = 0
+            return logits, n
+
+    vocab = Vocab(["<unk>", "<eos>", "hear", "me", ",", "speak", ".", "x"], "word_punct")
+    model = Fixed([2, 3, 4, 5, 6, 1])
+    assert "".join(generate(model, vocab, 6, temperature=0)) == "hear me, speak.\n"

@@ -148,3 +148,21 @@ def test_control_characters_in_a_corpus_are_reported_with_their_line(tmp_path):
         read_text(path)
     path.write_text("tabs\tare fine\r\nand CRLF too\n", encoding="utf-8")
     assert read_text(path) == "tabs\tare fine\nand CRLF too\n"
+
+
+def test_word_punct_splits_punctuation_from_words():
+    from trainlab.data.vocab import tokenize
+
+    assert tokenize("Before we proceed, hear me speak.\nbirth,--an don't well-known\n", "word_punct") == [
+        "Before", "we", "proceed", ",", "hear", "me", "speak", ".", "<eos>",
+        "birth", ",", "-", "-", "an", "don't", "well-known", "<eos>"]
+    assert tokenize("birth,--an\n", "word") == ["birth,--an", "<eos>"]  # PTB/WikiText convention unchanged
+
+
+@needs_shared(SHAKESPEARE)
+def test_tiny_shakespeare_word_punct_vocabulary_is_smaller():
+    from trainlab.data.text_files import read_text
+    from trainlab.data.vocab import tokenize
+
+    text = read_text(SHAKESPEARE)
+    assert len(set(tokenize(text, "word_punct"))) < 0.7 * len(set(tokenize(text, "word")))

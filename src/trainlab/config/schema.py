@@ -86,7 +86,9 @@ class DataConfig(_Section):
     download: bool = _f(False, "download the dataset when it is not found under root (needs network)")
     num_workers: int = _f(0, "DataLoader workers for datasets that are not held in memory")
     files: dict = _f({}, "text: split -> file under data.root (null: carve it from train by fraction)")
-    level: Literal["word", "char"] = _f("word", "text: word tokens with <eos> at line ends, or characters")
+    level: Literal["word", "word_punct", "char"] = _f(
+        "word", "text: word tokens (split on spaces, as PTB/WikiText-2 are prepared) with <eos> at line ends; "
+                "word_punct: the same with punctuation split from words (raw text such as Tiny Shakespeare); char")
     vocab_size: Optional[int] = _f(None, "text: keep the N most frequent tokens (specials included); rest <unk>")
     min_freq: int = _f(1, "text: tokens seen fewer times in train become <unk>")
     bptt: int = _f(35, "text: tokens per training window (truncated backpropagation through time)")

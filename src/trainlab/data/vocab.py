@@ -9,6 +9,8 @@ as plain lists and strings so that ``torch.load(weights_only=True)`` can read it
 
 from __future__ import annotations
 
+import re
+
 from collections import Counter
 from typing import Iterable, Optional
 
@@ -19,18 +21,30 @@ from ..errors import DataError
 UNK, EOS = "<unk>", "<eos>"
 
 
+# word_punct: a word (letters/digits, with inner apostrophes or hyphens: don't, well-known), or one
+# punctuation mark; so "birth,--an" is birth , - - an instead of one rare word
+_WORD_PUNCT = re.compile(r"\w+(?:['’-]\w+)*|[^\w\s]")
+
+
 def tokenize(text: str, level: str = "word") -> list[str]:
-    """Text -> tokens. Word level: whitespace-split lines, each followed by ``<eos>``."""
+    """Text -> tokens. Word level: whitespace-split lines, each followed by ``<eos>``; word_punct:
+    the same with punctuation split from the words; char: every character."""
     if level == "char":
         return list(text)
     lines = text.split("\n")
     if lines and lines[-1] == "":  # a final newline ends the last line; it does not start a new one
         lines.pop()
+    split = _WORD_PUNCT.findall if level == "word_punct" else str.split
     tokens: list[str] = []
-    for line in lines:  # per line, not per token: str.split and list.extend run in C
-        tokens.extend(line.split())
+    for line in lines:  # per line, not per token: the split and list.extend run in C
+        tokens.extend(split(line))
         tokens.append(EOS)
     return tokens
+
+
+def joins_left(piece: str) -> bool:
+    """word_punct output: punctuation that sits against the word before it (no space)."""
+    return len(piece) == 1 and piece in ".,;:!?)]}’'\"" 
 
 
 class Vocab:
@@ -51,7 +65,7 @@ class Vocab:
     def build(cls, tokens: Iterable[str], level: str = "word", max_size: Optional[int] = None,
               min_freq: int = 1) -> "Vocab":
         """Most frequent first (ties in order of first appearance), specials always kept."""
-        specials = [UNK, EOS] if level == "word" else [UNK]
+        specials = [UNK] if level == "char" else [UNK, EOS]
         counts = Counter(tokens)  # Counter keeps first-appearance order, most_common sorts stably
         words = [w for w, c in counts.most_common() if c >= min_freq and w not in specials]
         if max_size is not None:

@@ -15,7 +15,7 @@ from typing import Iterator, Optional
 import torch
 from torch import nn
 
-from ..data.vocab import EOS, Vocab, tokenize
+from ..data.vocab import EOS, Vocab, joins_left, tokenize
 from ..errors import ConfigError
 
 LOG = logging.getLogger("trainlab")
@@ -52,10 +52,10 @@ def check_options(temperature: float, top_k: Optional[int], top_p: Optional[floa
 def encode_prompt(vocab: Vocab, prompt: str) -> torch.Tensor:
     """Prompt -> ids; no prompt starts as after a line end (the corpus' own sentence start)."""
     toks = tokenize(prompt, vocab.level) if prompt else []
-    if vocab.level == "word" and toks and not prompt.endswith("\n"):
+    if vocab.level != "char" and toks and not prompt.endswith("\n"):
         toks.pop()  # tokenize ends every line with <eos>; an unfinished prompt line continues instead
     if not toks:
-        toks = [EOS if vocab.level == "word" else "\n"]
+        toks = [EOS if vocab.level != "char" else "\n"]
     unknown = sorted({t for t in toks if t not in vocab.stoi})
     if unknown:
         LOG.warning("prompt tokens not in the vocabulary (read as <unk>): %s", " ".join(unknown[:10]))
@@ -82,8 +82,9 @@ def generate(model: nn.Module, vocab: Vocab, n: int, prompt: str = "", temperatu
             probs = filter_logits(last, temperature, top_k, top_p)
             nxt = int(torch.multinomial(probs, 1, generator=gen))
         piece = vocab.decode_token(nxt)
-        if vocab.level == "word" and piece != "\n":
-            piece = piece if at_line_start else " " + piece
+        if vocab.level != "char" and piece != "\n":
+            tight = at_line_start or (vocab.level == "word_punct" and joins_left(piece))
+            piece = piece if tight else " " + piece
         at_line_start = piece == "\n"
         yield piece
         token = torch.tensor([[nxt]], device=device)
