@@ -151,3 +151,15 @@ def test_a_language_model_run_is_reported_in_tokens(tiny_lm, tmp_path):
         write_report([tiny_lm.dir], tmp_path / "old.html")
     finally:
         (tmp_path / "task.json.bak").rename(tiny_lm.dir / "task.json")
+
+
+@pytest.mark.parametrize("valid, train, expected", [
+    ([5.0, 4.5, 4.2, 4.3, 4.6], [5.2, 4.4, 3.9, 3.5, 3.1], 3),      # two epochs above the minimum, 9.5% up
+    ([1.0, 0.5, 0.30, 0.31], [1.1, 0.6, 0.30, 0.28], None),          # one higher epoch: evaluation noise
+    ([1.0, 0.5, 0.30, 0.302, 0.304], [1.1, 0.6, 0.30, 0.28, 0.27], None),  # lasting, but within 3%
+    ([1.0, 0.5, 0.30, 0.40, 0.29], [1.1, 0.6, 0.30, 0.28, 0.27], None),    # a spike, then a new minimum
+    ([1.0, 0.5, 0.30, 0.35, 0.40], [1.1, 0.6, 0.30, 0.31, 0.33], None),    # train loss rising too: not overfitting
+])
+def test_overfitting_is_flagged_only_beyond_noise(tmp_path, valid, train, expected):
+    run = fake_run(tmp_path / "r", valid_loss=valid, train_loss=train)
+    assert RunData.load(run).overfitting_epoch() == expected

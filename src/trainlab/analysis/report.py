@@ -16,7 +16,7 @@ import yaml
 from . import plots
 from ._doc import Doc
 from .compare import ranking
-from .rundata import RunData, run_labels
+from .rundata import OVERFIT_RULE, RunData, run_labels
 
 LOG = logging.getLogger("trainlab")
 
@@ -76,10 +76,11 @@ def _run_sections(doc: Doc, run: RunData, model, level: int) -> None:
     doc.heading("Final metrics", h)
     _final_table(doc, run)
     doc.heading("Curves", h)
+    over = run.overfitting()
     doc.para(f"Best epoch (on {run.monitor}): {run.best_epoch}. " + (
-        f"Overfitting: validation loss rises after epoch {run.overfitting_epoch()} while training loss falls."
-        if run.overfitting_epoch() else "No overfitting onset: validation loss did not rise while training "
-        "loss fell after its minimum."), note=True)
+        f"Overfitting: validation loss rises after epoch {over[0]} while training loss falls ({over[2]} epochs "
+        f"above its minimum, ending {over[1]:.0%} higher)." if over else "No overfitting onset.")
+        + f" ({OVERFIT_RULE}.)", note=True)
     for metric in run.metrics:
         doc.image(f"{run.label}_{metric}.png", plots.curve_figure([run], metric), f"{metric} per epoch",
                   half=True)

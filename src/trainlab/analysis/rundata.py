@@ -16,6 +16,8 @@ import yaml
 from ..directions import direction, read_task_record
 from ..errors import DataError
 
+OVERFIT_RULE = ("flagged when validation loss stays above its minimum for 2 or more epochs and ends at least "
+                "3% above it while training loss keeps falling")
 BOOKKEEPING = {"time", "epoch", "step", "split", "seconds", "samples", "samples_per_s", "tokens", "tokens_per_s",
                "lr", "best_epoch",
                "checkpoint", "skipped_batches"}
@@ -102,20 +104,26 @@ class RunData:
         return ys[xs.index(self.best_epoch)] if self.best_epoch in xs else None
 
     def overfitting_epoch(self) -> int | None:
-        """The last epoch before validation loss starts rising while training loss still
-        falls: the valid-loss minimum, if the next epoch has higher valid and lower train loss."""
+        """The epoch after which the model overfits (``OVERFIT_RULE``), or None."""
+        found = self.overfitting()
+        return found[0] if found else None
+
+    def overfitting(self) -> tuple[int, float, int] | None:
+        """(epoch of the valid-loss minimum, relative rise at the last epoch, epochs after it), when
+        validation loss stays above that minimum for at least 2 epochs and ends at least 3% above it
+        while training loss keeps falling: one higher epoch is within the noise of an evaluation."""
         vx, vy = self.series("valid", "loss")
-        tx, ty = self.series("train", "loss")
-        train = dict(zip(tx, ty))
+        train = dict(zip(*self.series("train", "loss")))
         if len(vy) < 3:
             return None
         i = vy.index(min(vy))
-        if i + 1 >= len(vy):
+        after, e, last = vy[i + 1:], vx[i], vx[-1]
+        if len(after) < 2 or not all(v > vy[i] for v in after) or vy[i] <= 0:
             return None
-        e, nxt = vx[i], vx[i + 1]
-        if e in train and nxt in train and train[nxt] < train[e] and vy[i + 1] > vy[i]:
-            return e
-        return None
+        rise = after[-1] / vy[i] - 1
+        if rise < 0.03 or e not in train or last not in train or not train[last] < train[e]:
+            return None
+        return e, rise, len(after)
 
     def train_seconds(self) -> float:
         return sum(r.get("seconds", 0.0) for r in self.records if r["split"] == "train")
