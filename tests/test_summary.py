@@ -166,3 +166,11 @@ def test_a_language_model_recipe_is_summarised_on_token_ids_without_flags(capsys
     assert main(["summary", str(REPO / "recipes" / "ptb-transformer.yaml"), "--depth", "1"]) == 0
     out = capsys.readouterr().out
     assert "TransformerLM" in out and "input [64]" in out
+
+
+def test_transformer_summary_shows_its_attention_heads_and_scores(capsys):
+    assert main(["summary", "transformer_lm", "--input", "16", "--dtype", "long", "--depth", "3"]) == 0
+    out = capsys.readouterr().out
+    attn = [ln for ln in out.splitlines() if "(CausalSelfAttention)" in ln]
+    assert attn and all("attention: 4 heads x 64; q/k/v [1, 4, 16, 64]; scores [heads, T, T] = [4, 16, 16], causal"
+                        in ln for ln in attn)

@@ -102,6 +102,18 @@ def sdpa_macs(args: tuple, kwargs: dict) -> int:
     return math.prod(q.shape[:-2]) * q.shape[-2] * k.shape[-2] * (q.shape[-1] + v.shape[-1])
 
 
+def sdpa_shapes(args, kwargs) -> str:
+    """What the attention computes, for the summary's note: per-head q/k/v and the score matrix."""
+    names = ("query", "key", "value")
+    q, k, v = (args[i] if i < len(args) else kwargs[n] for i, n in enumerate(names))
+    causal = kwargs.get("is_causal", args[5] if len(args) > 5 else False)
+    heads = q.shape[-3] if q.dim() >= 3 else 1
+    qkv = f"q/k/v {list(q.shape)}" if q.shape == k.shape == v.shape else \
+        f"q {list(q.shape)} k {list(k.shape)} v {list(v.shape)}"
+    return (f"attention: {heads} heads x {q.shape[-1]}; {qkv}; scores [heads, T, T] = "
+            f"[{heads}, {q.shape[-2]}, {k.shape[-2]}]{', causal' if causal else ''}")
+
+
 class FunctionCounter(TorchFunctionMode):
     """Counts attention functions called while active; ``credit(macs)`` books them on the caller."""
 
@@ -112,5 +124,5 @@ class FunctionCounter(TorchFunctionMode):
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         if func is F.scaled_dot_product_attention:
-            self.credit(sdpa_macs(args, kwargs))
+            self.credit(sdpa_macs(args, kwargs), sdpa_shapes(args, kwargs))
         return func(*args, **kwargs)

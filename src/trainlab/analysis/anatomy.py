@@ -32,6 +32,7 @@ class Row:
     macs: int = 0             # summed over every call (a module reused k times counts k times)
     calls: int = 0
     order: int = -1           # position of its first call in the forward pass (-1: never called)
+    function: str = ""        # what a function it called computed, e.g. attention's q/k/v and scores
     total_params: int = 0     # own + children, each tensor once (set after collection)
     total_trainable: int = 0
     total_macs: int = 0
@@ -99,6 +100,7 @@ class _Recorder:
         self.stats: dict[str, list] = {name: [None, 0, 0] for name in self.modules}  # shape, macs, calls
         self.started: dict[str, int] = {}
         self.running: list[str] = []  # modules whose forward is in progress, innermost last
+        self.functions: dict[str, str] = {}  # module -> what a function it called computed (attention)
         self.hooks = []
         for name, mod in self.modules.items():
             self.hooks.append(mod.register_forward_hook(self._after(name), with_kwargs=True))
@@ -123,10 +125,13 @@ class _Recorder:
                 self.running.pop()
         return fn
 
-    def credit(self, macs: int) -> None:
-        """Mult-adds of a function (attention) called inside the innermost running module."""
+    def credit(self, macs: int, what: str = "") -> None:
+        """Mult-adds of a function (attention) called inside the innermost running module, and what
+        it computed (the first call's shapes)."""
         if self.running and not isinstance(self.modules[self.running[-1]], nn.MultiheadAttention):
             self.stats[self.running[-1]][1] += macs  # (MultiheadAttention's own rule already counts it)
+            if what:
+                self.functions.setdefault(self.running[-1], what)
 
     def remove(self) -> None:
         for h in self.hooks:
@@ -159,7 +164,7 @@ def analyse(model: nn.Module, input_shape, dtype: str = "float") -> Anatomy:
         shape, macs, calls = stats[name]
         anatomy.rows.append(Row(name, type(mod).__name__, 0 if not name else name.count(".") + 1,
                                 not any(True for _ in mod.children()), shape, new, train, shared, with_,
-                                macs, calls, started.get(name, -1)))
+                                macs, calls, started.get(name, -1), rec.functions.get(name, "")))
     for r in anatomy.rows:  # subtree totals, each tensor once
         prefix = r.name + "." if r.name else ""
         sub = [o for o in anatomy.rows if o is r or o.name.startswith(prefix)]

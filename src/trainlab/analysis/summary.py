@@ -119,6 +119,8 @@ def format_table(anatomy: Anatomy, depth: int = 4) -> str:
             notes.append(f"{r.total_params - r.total_trainable:,} frozen")
         if r.shared:
             notes.append(f"{r.shared:,} tied to {r.shared_with}")
+        if r.function:
+            notes.append(r.function)
         if r.calls > 1:
             notes.append(f"called {r.calls}x")
         if r.calls == 0 and r.kind not in _CONTAINERS:
