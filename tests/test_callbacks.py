@@ -214,3 +214,19 @@ def test_a_run_without_a_task_record_uses_the_built_in_names_only(tmp_path):
         run_direction(tmp_path, "valid.wer")
     (tmp_path / "task.json").write_text(json.dumps({"metrics": {"wer": "min"}}))
     assert run_direction(tmp_path, "valid.wer") == "min"
+
+
+def test_a_last_pt_written_before_callbacks_existed_still_resumes(tmp_path):
+    """The old layout kept best/best_epoch/bad_evals in 'trainer' and Lookahead at the top level."""
+    from trainlab.engine.checkpoint import load_checkpoint, save_checkpoint
+
+    full = trainlab.train(tiny_recipe(tmp_path / "full", train={"epochs": 2, "early_stopping_patience": 5}))
+    trainlab.train(tiny_recipe(tmp_path / "old", train={"epochs": 1, "early_stopping_patience": 5}))
+    ckpt = load_checkpoint(tmp_path / "old" / "checkpoints" / "last.pt")
+    states = ckpt.pop("callbacks")
+    ckpt["trainer"].update(best=states["best_checkpoint"]["best"], best_epoch=states["best_checkpoint"]["best_epoch"],
+                           bad_evals=states["early_stopping"]["bad_evals"])
+    save_checkpoint({k: v for k, v in ckpt.items() if k != "format"}, tmp_path / "old" / "checkpoints" / "last.pt")
+    resumed = trainlab.train(tiny_recipe(tmp_path / "old", train={"epochs": 2, "early_stopping_patience": 5,
+                                                                  "resume": "auto"}))
+    assert comparable(resumed.metrics) == comparable(full.metrics)
