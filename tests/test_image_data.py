@@ -339,3 +339,23 @@ def test_an_archive_bomb_or_an_existing_file_is_refused_and_nothing_is_kept(tmp_
     with pytest.raises(DataError, match="would replace .*small.txt, which exists"):
         extract_archive(bomb, tmp_path / "mine")
     assert (tmp_path / "mine" / "small.txt").read_text() == "my own file"
+
+
+@needs_tiny
+def test_tiny_imagenets_labelled_val_set_is_named_where_test_is_shown(tiny_sample, tmp_path, capsys):
+    root, _, _ = tiny_sample
+    recipe = {"data": {"name": "tiny_imagenet", "root": str(root), "valid_fraction": 0.25, "batch_size": 4,
+                       "cache_dir": str(tmp_path / "cache")},
+              "model": {"name": "convnet", "init_args": {"channels": [4], "hidden": [8]}},
+              "train": {"epochs": 1}, "run": {"dir": str(tmp_path / "run"), "progress": False, "tensorboard": False}}
+    run = trainlab.train(recipe)
+    named = "Tiny-ImageNet's labelled validation set (val/)"
+    assert run.metrics[-1]["split_name"] == named
+    from trainlab.cli import main
+
+    assert main(["eval", str(run.best_checkpoint), "--out", str(tmp_path / "e.json")]) == 0
+    assert f"on test = {named}" in capsys.readouterr().out
+    from trainlab.analysis.report import write_report
+
+    write_report([run.dir], tmp_path / "r.html")
+    assert f"test = {named}" in (tmp_path / "r.html").read_text().replace("&#x27;", "'")

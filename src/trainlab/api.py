@@ -243,6 +243,9 @@ def evaluate(checkpoint: str | Path, *overrides: str, split: str = "test", out: 
     result, meter = evaluate_model(model.to(device), parts.task, parts.loaders[split], device, cfg.train.precision,
                                    keep_predictions=True)
     result = {"checkpoint": str(checkpoint), "split": split, **result, **meter.details(model.class_names)}
+    named = model.trainlab_meta.get("split_names", {}).get(split)
+    if named:
+        result["split_name"] = named  # Tiny-ImageNet's "test" is its labelled val set: say so
     try:
         atomic.write_text(out, json.dumps(result, indent=2))
         result["written_to"] = str(out)

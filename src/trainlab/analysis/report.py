@@ -113,7 +113,8 @@ def _final_table(doc: Doc, run: RunData) -> None:
         if rec:
             rows.append([f"valid at last epoch {last}", *[_fmt(m, rec.get(m)) for m in metrics], rec.get(run.unit)])
     if run.final:
-        rows.append([f"test, best checkpoint ({run.final.get('checkpoint')})",
+        named = f" = {run.final['split_name']}" if run.final.get("split_name") else ""
+        rows.append([f"test{named}, {run.final.get('weights') or 'best checkpoint'} ({run.final.get('checkpoint')})",
                      *[_fmt(m, run.final.get(m)) for m in metrics], run.final.get(run.unit)])
     headers = ["evaluation", *[f"{m} (%)" if plots.percent(m) else m for m in metrics], run.unit]
     doc.table(headers, rows)

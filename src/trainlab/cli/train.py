@@ -31,7 +31,9 @@ def cmd_train(args) -> int:
     last = {r["split"]: r for r in run.metrics}
     print(f"run directory: {run.dir}")
     if run.test:
-        print(f"test ({last['test'].get('weights') or 'best checkpoint'}): {scalars(run.test)}")
+        named = last["test"].get("split_name")
+        print(f"test{f' = {named}' if named else ''} ({last['test'].get('weights') or 'best checkpoint'}): "
+              f"{scalars(run.test)}")
     if args.report:
         from ..analysis.report import write_report
 
@@ -61,7 +63,8 @@ def cmd_eval(args) -> int:
         print(json.dumps(result, indent=2))
         return 0
     unit = "tokens" if "tokens" in result else "samples"
-    print(f"{args.checkpoint} on {result['split']} ({result[unit]:,} {unit}): {scalars(result)}")
+    split = result["split"] + (f" = {result['split_name']}" if result.get("split_name") else "")
+    print(f"{args.checkpoint} on {split} ({result[unit]:,} {unit}): {scalars(result)}")
     if result.get("per_class"):
         print(f"{'class':>16} {'precision':>9} {'recall':>9} {'f1':>9} {'support':>8}")
         for r in result["per_class"]:

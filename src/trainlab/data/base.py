@@ -37,6 +37,7 @@ class RawImages:
     class_names: list[str]
     source: str = ""  # where it was read from, for the log
     valid: Optional[ImageSet] = None  # a dataset's own validation split (else carved from train)
+    split_names: dict = field(default_factory=dict)  # what a split really is, where "test" would mislead
 
     def prepare(self, cfg: DataConfig, meta: Optional[dict] = None) -> "DataBundle":
         bundle = _image_bundle(cfg, self)
@@ -57,6 +58,7 @@ class DataBundle:
     std: list[float]
     split_indices: dict[str, list[int]] = field(default_factory=dict)
     source: str = ""
+    split_names: dict = field(default_factory=dict)  # e.g. Tiny-ImageNet: test is its labelled val set
 
     @property
     def num_classes(self) -> int:
@@ -65,7 +67,7 @@ class DataBundle:
     def info(self) -> dict:
         """What a checkpoint needs to rebuild inputs for prediction."""
         return {"input_shape": list(self.input_shape), "mean": self.mean, "std": self.std,
-                "class_names": self.class_names}
+                "class_names": self.class_names, "split_names": dict(self.split_names)}
 
     def model_kwargs(self) -> dict:
         return {"num_classes": self.num_classes, "in_channels": self.input_shape[0],
@@ -181,4 +183,5 @@ def _image_bundle(cfg: DataConfig, raw: RawImages) -> DataBundle:
         c = sample_shape(splits["train"])[0]
         mean, std = [0.0] * c, [1.0] * c
     bundle_cls = getattr(raw, "bundle_cls", DataBundle)  # clips: VideoBundle (data/video.py)
-    return bundle_cls(splits, list(raw.class_names), shapes.pop(), mean, std, indices, raw.source)
+    return bundle_cls(splits, list(raw.class_names), shapes.pop(), mean, std, indices, raw.source,
+                      dict(raw.split_names))

@@ -94,7 +94,8 @@ def tiny_imagenet(cfg: DataConfig) -> RawImages:
     root = _root(cfg)
     train, val, wnids, names = scan_tiny_imagenet(root)
     readable = [f"{n} ({w})" if n != w else w for n, w in zip(names, wnids)]
-    return RawImages(load_split(train, cfg, "train"), load_split(val, cfg, "val"), readable, str(root))
+    return RawImages(load_split(train, cfg, "train"), load_split(val, cfg, "val"), readable, str(root),
+                     split_names={"test": "Tiny-ImageNet's labelled validation set (val/)"})
 
 
 # ---------------------------------------------------------------------------- CIFAR-10

@@ -312,6 +312,9 @@ class Trainer:
         best_epoch = self.best_epoch
         which = {"best_epoch": best_epoch, "checkpoint": "best.pt" if current is not None else "last",
                  "weights": best.describe() if best is not None and current is not None else "last weights"}
+        named = self.meta.get("split_names", {}).get("test")  # what "test" is, where the data says
+        if named:
+            which["split_name"] = named
         self._record("test", best_epoch or self.state.epoch, result, **which)
         if best is not None and best.best_step is not None and best_epoch is None:
             which["best_step"] = best.best_step  # not in metrics.jsonl, where numbers are metrics
@@ -319,5 +322,5 @@ class Trainer:
             self.run.write_json("eval_test.json", {"split": "test", **result, **details, **which})
         if current is not None:
             self.model.load_state_dict(current)
-        LOG.info("test (%s): %s", which["weights"], format_metrics(self.task, result))
+        LOG.info("test%s (%s): %s", f" = {named}" if named else "", which["weights"], format_metrics(self.task, result))
         return result
