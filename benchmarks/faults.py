@@ -1,18 +1,21 @@
 """Inject faults into real trainlab runs and print one summary.
 
-Kills (SIGKILL) a training process during a training step, during evaluation and while a
-checkpoint is being written, resumes each with ``train.resume=auto`` and compares every metric
-with an uninterrupted run (CPU, fixed seed); sends Ctrl-C; feeds bad inputs and checks that each
-gives a clear error naming the culprit; and counts files lost (a checkpoint that exists but does
-not load, or a metrics.jsonl that does not parse).
+Six fault kinds, each on a real training process (CPU, fixed seed): SIGKILL during a training
+step, during evaluation and while a checkpoint is being written; SIGINT (Ctrl-C) and SIGTERM
+(``kill PID``), which must save a resumable last.pt and exit 130; and a full disk, made by
+lowering the running process's RLIMIT_FSIZE to 0 (prlimit: every write to a file then fails with
+EFBIG, as writes fail with ENOSPC on a full disk, with no root and nothing outside that process),
+which must stop the run with one ``error:`` line. Each run is resumed with ``train.resume=auto``
+and its metrics compared with an uninterrupted run's. Then bad inputs (benchmarks/_fault_*.py),
+each classified clear, unclear or wrong. Files lost: a checkpoint that exists but does not load,
+a metrics.jsonl that does not parse, a user's file changed or gone.
 
-    python benchmarks/faults.py [--rounds 2] [--keep DIR]
+    python benchmarks/faults.py [--rounds 1] [--keep DIR] [--faults KIND,...] [--cases TEXT]
 """
 
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import os
 import resource
@@ -153,67 +156,11 @@ def kill_and_resume(kind: str, n: int, work: Path, reference: list) -> Outcome:
     return Outcome(hit, exit_ok, same, lost + files_lost(run_dir), note)
 
 
-def bad_inputs(work: Path) -> list[tuple[str, str, bool]]:
-    """(fault, message, clear) for each bad input: clear = a trainlab error naming the culprit."""
-    cases = []
+def bad_input_cases(work: Path, only: str = "") -> list:
+    sys.path.insert(0, str(Path(__file__).resolve().parent))  # the case modules beside this file
+    from _fault_cases import bad_input_cases as cases
 
-    def expect(name, fn, must_name):
-        try:
-            fn()
-            cases.append((name, "no error", False))
-        except TrainlabError as e:
-            cases.append((name, str(e).splitlines()[0][:140], must_name in str(e)))
-        except Exception as e:  # noqa: BLE001 - an unclear error is what this script looks for
-            cases.append((name, f"{type(e).__name__}: {e}"[:140], False))
-
-    base = recipe(work / "bad")
-    (work / "trunc").mkdir(exist_ok=True)
-    (work / "trunc" / "train-images-idx3-ubyte.gz").write_bytes(gzip.compress(
-        (2051).to_bytes(4, "big") + (60000).to_bytes(4, "big") + (28).to_bytes(4, "big") * 2 + b"\0" * 100))
-    (work / "trunc" / "train-labels-idx1-ubyte.gz").write_bytes(gzip.compress(b"\0\0\x08\x01" + (60000).to_bytes(4, "big")))
-    expect("truncated IDX file", lambda: trainlab.train({**base, "data": {"name": "mnist", "root": str(work / "trunc")}}),
-           "train-images-idx3-ubyte.gz")
-    expect("unknown config key", lambda: trainlab.train(base, "optim.lrr=0.1"), "optim.lr")
-    expect("wrong type", lambda: trainlab.train(base, "train.epochs=many"), "train.epochs")
-    expect("negative learning rate", lambda: trainlab.train(base, "optim.lr=-1"), "optim.lr")
-    expect("missing data folder", lambda: trainlab.train(base, f"data.name=imagefolder", f"data.root={work}/nope"), "nope")
-    (work / "corpus").mkdir(exist_ok=True)
-    (work / "corpus" / "train.txt").write_bytes("caf\xe9\n".encode("latin-1"))
-    expect("non-UTF-8 corpus", lambda: trainlab.train({**base, "data": {"name": "text", "root": str(work / "corpus")},
-                                                       "model": {"name": "rnn_lm"}, "task": {"name": "language_model"}}),
-           "train.txt")
-    good = trainlab.train(recipe(work / "good", epochs=1, checkpoint_every_steps=None))
-    data = good.last_checkpoint.read_bytes()
-    (work / "cut.pt").write_bytes(data[: len(data) // 3])
-    expect("checkpoint truncated by a crash", lambda: trainlab.load(work / "cut.pt"), "cut.pt")
-    other = yaml.safe_dump({**recipe(work / "other"), "model": {"name": "lenet5"},
-                            "train": {"resume": str(good.last_checkpoint), "epochs": 2}})
-    (work / "other.yaml").write_text(other)
-    expect("checkpoint from another model", lambda: trainlab.train(work / "other.yaml"), "does not match the model")
-    video_cases(work, base, expect)
-    return cases
-
-
-def video_cases(work: Path, base: dict, expect) -> None:
-    """A corrupt clip and a too-short clip (data.on_bad_image=error), and a split list naming a missing clip."""
-    import numpy as np
-
-    from trainlab.data.moving_digits import make_moving_digits, write_video
-
-    root = work / "clips"
-    make_moving_digits(root, train_per_class=2, test_per_class=1, frames=8)
-    video = {**base, "data": {"name": "ucf101", "root": str(root), "size": 64, "channels": 1, "frames": 6,
-                              "cache_frames": 8, "on_bad_image": "error", "cache": False},
-             "model": {"name": "cnn_lstm"}, "task": {"name": "video"}}
-    lists = (root / "trainlist01.txt").read_text()
-    (root / "up" / "bad.avi").write_bytes(b"RIFF\0\0\0\0AVI not a video")
-    (root / "trainlist01.txt").write_text(lists + "up/bad.avi 4\n")
-    expect("corrupt video file", lambda: trainlab.train(video), "bad.avi")
-    write_video(root / "up" / "short.avi", np.zeros((3, 64, 64), np.uint8))
-    (root / "trainlist01.txt").write_text(lists + "up/short.avi 4\n")
-    expect("clip shorter than data.frames", lambda: trainlab.train(video), "short.avi")
-    (root / "trainlist01.txt").write_text(lists + "up/gone.avi 4\n")
-    expect("split list names a missing clip", lambda: trainlab.train(video), "gone.avi")
+    return cases(work / "bad-inputs", recipe(work / "bad-inputs" / "bad"), only)
 
 
 def run_faults(kinds, rounds: int, work: Path) -> tuple[list[Outcome], int]:
