@@ -162,3 +162,13 @@ def test_eval_override_after_an_option_reaches_the_data(trained, tmp_path):
     assert main(["eval", ckpt, "--out", str(out_all)]) == 0
     assert main(["eval", ckpt, "--out", str(out_few), "data.max_samples=128"]) == 0
     assert json.loads(out_few.read_text())["samples"] < json.loads(out_all.read_text())["samples"]
+
+
+def test_predict_of_only_unreadable_files_names_the_first_in_its_error(trained, tmp_path, capsys):
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8\xff\xe0 not really a JPEG")
+    out = tmp_path / "preds.csv"
+    assert main(["predict", str(trained / "run" / "checkpoints" / "best.pt"), str(broken), "--out", str(out)]) == 2
+    error = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("error: ")]
+    assert len(error) == 1 and "1 skipped; the first: " in error[0] and "broken.jpg" in error[0]
+    assert not out.exists()
