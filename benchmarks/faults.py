@@ -1,25 +1,30 @@
 """Inject faults into real trainlab runs and print one summary.
 
-Kills (SIGKILL) a training process during a training step, during evaluation and while a
-checkpoint is being written, resumes each with ``train.resume=auto`` and compares every metric
-with an uninterrupted run (CPU, fixed seed); sends Ctrl-C; feeds bad inputs and checks that each
-gives a clear error naming the culprit; and counts files lost (a checkpoint that exists but does
-not load, or a metrics.jsonl that does not parse).
+Six fault kinds, each on a real training process (CPU, fixed seed): SIGKILL during a training
+step, during evaluation and while a checkpoint is being written; SIGINT (Ctrl-C) and SIGTERM
+(``kill PID``), which must save a resumable last.pt and exit 130; and a full disk, made by
+lowering the running process's RLIMIT_FSIZE to 0 (prlimit: every write to a file then fails with
+EFBIG, as writes fail with ENOSPC on a full disk, with no root and nothing outside that process),
+which must stop the run with one ``error:`` line. Each run is resumed with ``train.resume=auto``
+and its metrics compared with an uninterrupted run's. Then bad inputs (benchmarks/_fault_*.py),
+each classified clear, unclear or wrong. Files lost: a checkpoint that exists but does not load,
+a metrics.jsonl that does not parse, a user's file changed or gone.
 
-    python benchmarks/faults.py [--rounds 2] [--keep DIR]
+    python benchmarks/faults.py [--rounds 1] [--keep DIR] [--faults KIND,...] [--cases TEXT]
 """
 
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import os
+import resource
 import signal
 import subprocess
 import sys
 import tempfile
 import time
+from typing import NamedTuple
 from pathlib import Path
 
 import yaml
@@ -59,8 +64,10 @@ def start(run_dir: Path, workdir: Path) -> subprocess.Popen:
     path = workdir / f"{run_dir.name}.yaml"
     path.write_text(yaml.safe_dump(recipe(run_dir)))
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    # SIGXFSZ ignored (Python does so too): a write past RLIMIT_FSIZE fails with EFBIG, as on a full disk
     return subprocess.Popen([sys.executable, "-m", "trainlab", "train", str(path)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGXFSZ, signal.SIG_IGN))
 
 
 def wait_until(cond, proc, timeout=300.0, poll=0.001) -> bool:
@@ -73,7 +80,7 @@ def wait_until(cond, proc, timeout=300.0, poll=0.001) -> bool:
 
 
 def moment(kind: str, run_dir: Path, n: int):
-    """A condition that is true at the moment to kill."""
+    """A condition that is true at the moment to strike."""
     ck, metrics = run_dir / "checkpoints", run_dir / "metrics.jsonl"
     if kind == "checkpoint write":  # the temporary file exists: torch.save is writing
         return lambda: ck.is_dir() and any(p.name.startswith(".last.pt.") for p in ck.iterdir())
@@ -93,109 +100,109 @@ def files_lost(run_dir: Path) -> int:
             lost += 1
     try:
         read_metrics(run_dir)
-    except (json.JSONDecodeError, KeyError):
+    except (json.JSONDecodeError, KeyError, UnicodeDecodeError):
         lost += 1
     return lost
 
 
-def kill_and_resume(kind: str, n: int, work: Path, reference: list) -> tuple[bool, bool, int]:
+# kind -> (what is done to the process, the moment it is done at, what its exit must look like)
+FAULTS = {
+    "training step": ("SIGKILL", "training step", None),
+    "evaluation": ("SIGKILL", "evaluation", None),
+    "checkpoint write": ("SIGKILL", "checkpoint write", None),
+    "ctrl-c": ("SIGINT", "training step", "SIGINT: stopping after this step"),
+    "sigterm": ("SIGTERM", "training step", "SIGTERM: stopping after this step"),
+    "disk full": ("RLIMIT_FSIZE", "training step", "error: "),
+}
+
+
+class Outcome(NamedTuple):  # not a dataclass: tests load this file without registering it as a module
+    hit: bool  # the fault came at the moment it was meant for
+    exit_ok: bool  # a stop signal exits 130 and a full disk non-zero, each without a traceback
+    same: bool  # the resumed run's metrics equal the uninterrupted run's
+    lost: int  # files that exist but do not load or parse
+    note: str = ""
+
+
+def strike(proc: subprocess.Popen, how: str) -> None:
+    """Disk full: every write to a regular file from now on fails (RLIMIT_FSIZE of 0 bytes set on
+    the running process: the kernel refuses each write with EFBIG, as it refuses them with ENOSPC
+    on a full disk; no root, no filesystem of its own, nothing outside the one process)."""
+    if how == "RLIMIT_FSIZE":
+        resource.prlimit(proc.pid, resource.RLIMIT_FSIZE, (0, 0))
+    else:
+        proc.send_signal(getattr(signal, how))
+
+
+def kill_and_resume(kind: str, n: int, work: Path, reference: list) -> Outcome:
+    how, when, expected = FAULTS[kind]
     run_dir = work / f"{kind.replace(' ', '-')}-{n}"
     proc = start(run_dir, work)
-    hit = wait_until(moment(kind, run_dir, n), proc)
-    sig = signal.SIGINT if kind == "ctrl-c" else signal.SIGKILL
-    proc.send_signal(sig)
-    proc.wait()
+    hit = wait_until(moment(when, run_dir, n), proc)
+    strike(proc, how)
+    _, err = proc.communicate()
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    if expected is None:
+        exit_ok, note = proc.returncode == -signal.SIGKILL, ""
+    else:
+        code_ok = proc.returncode == 130 if how.startswith("SIG") else proc.returncode not in (0, None)
+        said = [ln for ln in lines if expected in ln or ln.startswith("error: ")]
+        exit_ok = code_ok and bool(said) and "Traceback" not in err
+        note = f"exit {proc.returncode}: {(said or lines or [''])[-1][:110]}"
     lost = files_lost(run_dir)
     resumed = trainlab.train(recipe(run_dir, resume="auto"))
     same = strip(read_metrics(resumed.dir)) == reference
-    return hit, same, lost + files_lost(run_dir)
+    return Outcome(hit, exit_ok, same, lost + files_lost(run_dir), note)
 
 
-def bad_inputs(work: Path) -> list[tuple[str, str, bool]]:
-    """(fault, message, clear) for each bad input: clear = a trainlab error naming the culprit."""
-    cases = []
+def bad_input_cases(work: Path, only: str = "") -> list:
+    sys.path.insert(0, str(Path(__file__).resolve().parent))  # the case modules beside this file
+    from _fault_cases import bad_input_cases as cases
 
-    def expect(name, fn, must_name):
-        try:
-            fn()
-            cases.append((name, "no error", False))
-        except TrainlabError as e:
-            cases.append((name, str(e).splitlines()[0][:140], must_name in str(e)))
-        except Exception as e:  # noqa: BLE001 - an unclear error is what this script looks for
-            cases.append((name, f"{type(e).__name__}: {e}"[:140], False))
-
-    base = recipe(work / "bad")
-    (work / "trunc").mkdir(exist_ok=True)
-    (work / "trunc" / "train-images-idx3-ubyte.gz").write_bytes(gzip.compress(
-        (2051).to_bytes(4, "big") + (60000).to_bytes(4, "big") + (28).to_bytes(4, "big") * 2 + b"\0" * 100))
-    (work / "trunc" / "train-labels-idx1-ubyte.gz").write_bytes(gzip.compress(b"\0\0\x08\x01" + (60000).to_bytes(4, "big")))
-    expect("truncated IDX file", lambda: trainlab.train({**base, "data": {"name": "mnist", "root": str(work / "trunc")}}),
-           "train-images-idx3-ubyte.gz")
-    expect("unknown config key", lambda: trainlab.train(base, "optim.lrr=0.1"), "optim.lr")
-    expect("wrong type", lambda: trainlab.train(base, "train.epochs=many"), "train.epochs")
-    expect("negative learning rate", lambda: trainlab.train(base, "optim.lr=-1"), "optim.lr")
-    expect("missing data folder", lambda: trainlab.train(base, f"data.name=imagefolder", f"data.root={work}/nope"), "nope")
-    (work / "corpus").mkdir(exist_ok=True)
-    (work / "corpus" / "train.txt").write_bytes("caf\xe9\n".encode("latin-1"))
-    expect("non-UTF-8 corpus", lambda: trainlab.train({**base, "data": {"name": "text", "root": str(work / "corpus")},
-                                                       "model": {"name": "rnn_lm"}, "task": {"name": "language_model"}}),
-           "train.txt")
-    good = trainlab.train(recipe(work / "good", epochs=1, checkpoint_every_steps=None))
-    data = good.last_checkpoint.read_bytes()
-    (work / "cut.pt").write_bytes(data[: len(data) // 3])
-    expect("checkpoint truncated by a crash", lambda: trainlab.load(work / "cut.pt"), "cut.pt")
-    other = yaml.safe_dump({**recipe(work / "other"), "model": {"name": "lenet5"},
-                            "train": {"resume": str(good.last_checkpoint), "epochs": 2}})
-    (work / "other.yaml").write_text(other)
-    expect("checkpoint from another model", lambda: trainlab.train(work / "other.yaml"), "does not match the model")
-    video_cases(work, base, expect)
-    return cases
+    return cases(work / "bad-inputs", recipe(work / "bad-inputs" / "bad"), only)
 
 
-def video_cases(work: Path, base: dict, expect) -> None:
-    """A corrupt clip and a too-short clip (data.on_bad_image=error), and a split list naming a missing clip."""
-    import numpy as np
-
-    from trainlab.data.moving_digits import make_moving_digits, write_video
-
-    root = work / "clips"
-    make_moving_digits(root, train_per_class=2, test_per_class=1, frames=8)
-    video = {**base, "data": {"name": "ucf101", "root": str(root), "size": 64, "channels": 1, "frames": 6,
-                              "cache_frames": 8, "on_bad_image": "error", "cache": False},
-             "model": {"name": "cnn_lstm"}, "task": {"name": "video"}}
-    lists = (root / "trainlist01.txt").read_text()
-    (root / "up" / "bad.avi").write_bytes(b"RIFF\0\0\0\0AVI not a video")
-    (root / "trainlist01.txt").write_text(lists + "up/bad.avi 4\n")
-    expect("corrupt video file", lambda: trainlab.train(video), "bad.avi")
-    write_video(root / "up" / "short.avi", np.zeros((3, 64, 64), np.uint8))
-    (root / "trainlist01.txt").write_text(lists + "up/short.avi 4\n")
-    expect("clip shorter than data.frames", lambda: trainlab.train(video), "short.avi")
-    (root / "trainlist01.txt").write_text(lists + "up/gone.avi 4\n")
-    expect("split list names a missing clip", lambda: trainlab.train(video), "gone.avi")
+def run_faults(kinds, rounds: int, work: Path) -> tuple[list[Outcome], int]:
+    reference = strip(trainlab.train(recipe(work / "uninterrupted")).metrics)
+    rows = []
+    for kind in kinds:
+        for n in range(1, rounds + 1):
+            o = kill_and_resume(kind, n, work, reference)
+            rows.append(o)
+            print(f"{FAULTS[kind][0]:12s} during {kind:16s} round {n}: {'hit' if o.hit else 'MISSED the moment'}; "
+                  f"exit {'as expected' if o.exit_ok else 'WRONG'}; resumed identical: {o.same}; "
+                  f"files lost: {o.lost}{'; ' + o.note if o.note else ''}", flush=True)
+    return rows, sum(o.lost for o in rows)
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--rounds", type=int, default=1, help="kills of each kind")
+    ap.add_argument("--rounds", type=int, default=1, help="faults of each kind")
     ap.add_argument("--keep", help="keep the run folders here")
+    ap.add_argument("--faults", default=",".join(FAULTS), help="comma-separated fault kinds ('' for none)")
+    ap.add_argument("--cases", default="", help="only bad inputs whose name contains this")
+    ap.add_argument("--no-bad-inputs", action="store_true")
     args = ap.parse_args()
     work = Path(args.keep or tempfile.mkdtemp(prefix="trainlab-faults-"))
     work.mkdir(parents=True, exist_ok=True)
-    reference = strip(trainlab.train(recipe(work / "uninterrupted")).metrics)
-    rows, lost = [], 0
-    for kind in ("training step", "evaluation", "checkpoint write", "ctrl-c"):
-        for n in range(1, args.rounds + 1):
-            hit, same, l = kill_and_resume(kind, n, work, reference)
-            rows.append((kind, hit, same))
-            lost += l
-            print(f"{'SIGINT' if kind == 'ctrl-c' else 'SIGKILL'} during {kind:16s} round {n}: "
-                  f"{'hit' if hit else 'missed the moment'}; resumed run identical: {same}")
-    cases = bad_inputs(work)
-    for name, msg, clear in cases:
-        print(f"bad input {name:32s} {'clear' if clear else 'UNCLEAR'}: {msg}")
-    print(f"\nfaults tried: {len(rows)}; runs resumed with identical metrics: {sum(s for _, _, s in rows)}/{len(rows)}; "
-          f"bad inputs tried: {len(cases)}; clear errors: {sum(c for _, _, c in cases)}/{len(cases)}; files lost: {lost}")
-    return 0 if lost == 0 and all(s for _, _, s in rows) and all(c for _, _, c in cases) else 1
+    kinds = [k for k in args.faults.split(",") if k]
+    unknown = [k for k in kinds if k not in FAULTS]
+    if unknown:
+        ap.error(f"unknown fault kinds {unknown}; have {', '.join(FAULTS)}")
+    rows, lost = run_faults(kinds, args.rounds, work) if kinds else ([], 0)
+    cases = [] if args.no_bad_inputs else bad_input_cases(work, args.cases)
+    for c in cases:
+        print(f"bad input {c.name:44s} {c.verdict.upper() if c.verdict != 'clear' else c.verdict}"
+              f"{' (files lost: %d)' % c.lost if c.lost else ''}: {c.message}")
+    lost += sum(c.lost for c in cases)
+    count = {v: sum(c.verdict == v for c in cases) for v in ("clear", "unclear", "wrong")}
+    good = sum(o.hit and o.exit_ok and o.same for o in rows)
+    print(f"\nfaults tried: {len(kinds)} kinds x {args.rounds} rounds; resumed identical: "
+          f"{sum(o.same for o in rows)}/{len(rows)} (hit the moment and exited as expected: {good}/{len(rows)}); "
+          f"bad inputs: {len(cases)} (clear {count['clear']}, unclear {count['unclear']}, wrong {count['wrong']}); "
+          f"files lost: {lost}")
+    ok = lost == 0 and good == len(rows) and count["unclear"] == count["wrong"] == 0
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

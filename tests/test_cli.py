@@ -179,3 +179,13 @@ def test_a_closed_pipe_ends_listing_quietly():
     proc.stdout.close()  # like head -1
     assert proc.wait(timeout=120) == 0
     assert b"Traceback" not in proc.stderr.read()
+
+
+def test_predict_of_only_unreadable_files_names_the_first_in_its_error(trained, tmp_path, capsys):
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8\xff\xe0 not really a JPEG")
+    out = tmp_path / "preds.csv"
+    assert main(["predict", str(trained / "run" / "checkpoints" / "best.pt"), str(broken), "--out", str(out)]) == 2
+    error = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("error: ")]
+    assert len(error) == 1 and "1 skipped; the first: " in error[0] and "broken.jpg" in error[0]
+    assert not out.exists()

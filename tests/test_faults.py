@@ -1,4 +1,5 @@
-"""SIGKILL during evaluation and during a checkpoint write, then resume: nothing lost, same metrics.
+"""SIGKILL during evaluation and during a checkpoint write, a disk that fills mid-run, then resume:
+nothing lost, same metrics.
 
 Uses the fault injector of benchmarks/faults.py (which also runs more rounds and bad inputs)."""
 
@@ -24,9 +25,9 @@ def reference(faults, tmp_path_factory):
     return faults.strip(trainlab.train(faults.recipe(tmp_path_factory.mktemp("ref") / "run")).metrics)
 
 
-@pytest.mark.parametrize("moment", ["evaluation", "checkpoint write"])
+@pytest.mark.parametrize("moment", ["evaluation", "checkpoint write", "disk full"])
 def test_kill_at_a_bad_moment_then_resume(faults, reference, tmp_path, moment):
-    hit, same, lost = faults.kill_and_resume(moment, 1, tmp_path, reference)
-    assert hit, f"the run ended before reaching the {moment}"
-    assert lost == 0
-    assert same
+    o = faults.kill_and_resume(moment, 1, tmp_path, reference)
+    assert o.hit, f"the run ended before reaching the {moment}"
+    assert o.exit_ok and o.lost == 0, o
+    assert o.same

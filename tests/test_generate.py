@@ -36,6 +36,8 @@ def test_generate_never_replaces_an_existing_file_unless_forced(ckpt, tmp_path, 
     assert main(["generate", str(ckpt), "--quiet", "--out", str(tmp_path / "no" / "such" / "x.txt")]) == 2
     err = capsys.readouterr().err
     assert "the folder" in err and "does not exist" in err
+    assert main(["generate", str(ckpt), "--quiet", "--out", str(tmp_path)]) == 2  # a folder: a file name to use
+    assert f"is a folder; give a file name (e.g. {tmp_path / 'generated.txt'})" in capsys.readouterr().err
     for flag, value in (("--words", "-5"), ("--top-p", "1.5"), ("--top-k", "0"), ("--temperature", "-1")):
         with pytest.raises(SystemExit):
             main(["generate", str(ckpt), flag, value])

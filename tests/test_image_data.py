@@ -359,3 +359,17 @@ def test_tiny_imagenets_labelled_val_set_is_named_where_test_is_shown(tiny_sampl
 
     write_report([run.dir], tmp_path / "r.html")
     assert f"test = {named}" in (tmp_path / "r.html").read_text().replace("&#x27;", "'")
+
+
+def test_extracting_into_a_file_or_a_file_that_is_no_archive_is_one_clear_line(tmp_path):
+    archive = tmp_path / "a.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("x.txt", "x")
+    (tmp_path / "mine.txt").write_text("my own file")
+    with pytest.raises(DataError, match="into .*mine.txt: it is a file; give a folder"):
+        extract_archive(archive, tmp_path / "mine.txt")
+    assert (tmp_path / "mine.txt").read_text() == "my own file"
+    (tmp_path / "notes.zip").write_text("my notes, not an archive\n")
+    with pytest.raises(DataError, match="notes.zip: not a zip or tar archive") as err:
+        extract_archive(tmp_path / "notes.zip", tmp_path / "out")
+    assert "\n" not in str(err.value)  # tarfile's list of every method it tried stays out of the message

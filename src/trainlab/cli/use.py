@@ -63,7 +63,7 @@ def cmd_generate(args) -> int:
     from ..inference.generate import generate, write_stream
 
     if args.out:
-        args.out = str(choose_output(args.out, args.out, args.force))
+        args.out = str(choose_output(args.out, "generated.txt", args.force))  # the name a folder --out is told to use
     model = api.load(args.checkpoint, device=args.device, trust_class_path=args.trust_class_path)
     if model.trainlab_config.task.name != "language_model":
         raise ConfigError(f"{args.checkpoint} is a {model.trainlab_config.task.name} checkpoint: trainlab generate "

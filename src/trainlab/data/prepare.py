@@ -101,7 +101,8 @@ def _members(archive: Path):
     try:
         tf = tarfile.open(archive)
     except (tarfile.TarError, OSError) as e:
-        raise DataError(f"{archive}: not a zip or tar archive ({e})") from None
+        detail = str(e).splitlines()[0].rstrip(":")  # tarfile lists every method it tried, one a line
+        raise DataError(f"{archive}: not a zip or tar archive ({detail})") from None
     with tf:
         for m in tf.getmembers():
             kind = "file" if m.isfile() else "dir" if m.isdir() else "other"
@@ -127,10 +128,12 @@ def extract_archive(archive: str | Path, dst: str | Path, max_bytes: int | None 
     archive, dst = Path(archive), Path(dst)
     if not archive.is_file():
         raise DataError(f"archive not found: {archive}")
+    if dst.exists() and not dst.is_dir():
+        raise DataError(f"cannot extract {archive} into {dst}: it is a file; give a folder")
     limit = extract_limit(archive, max_bytes)
-    dst.mkdir(parents=True, exist_ok=True)
     out: list[Path] = []
     try:
+        dst.mkdir(parents=True, exist_ok=True)  # inside: a dst that is a file is the OSError below
         written = 0
         for name, kind, opener in _members(archive):
             target = _safe_target(dst, name)

@@ -90,14 +90,16 @@ def predict_files(model: nn.Module, paths: list[Path], topk: int = 5, batch_size
     cfg = model.trainlab_config
     task = build_task(cfg, len(names))  # video: an image model averages frames
     device = next(model.parameters()).device
-    rows, good = [], []
+    rows, good, bad = [], [], []
     for p in paths:
         try:
             good.append((p, inputs.read(p)))
         except DataError as e:
             LOG.warning("skipped: %s", e)
-    if not good:
-        raise DataError(f"none of the given files could be read as {'a clip' if inputs.clips else 'an image'}")
+            bad.append(e)
+    if not good:  # the error names the file: with one input, the warning above is all the user sees otherwise
+        raise DataError(f"none of the given files could be read as {'a clip' if inputs.clips else 'an image'} "
+                        f"({len(bad)} skipped; the first: {bad[0] if bad else 'no files'})")
     k = min(topk, len(names))
     for i in range(0, len(good), batch_size):
         chunk = good[i:i + batch_size]
