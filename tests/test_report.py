@@ -6,6 +6,7 @@ import json
 from html.parser import HTMLParser
 
 import pytest
+import torch
 import yaml
 from PIL import Image
 
@@ -163,3 +164,32 @@ def test_a_language_model_run_is_reported_in_tokens(tiny_lm, tmp_path):
 def test_overfitting_is_flagged_only_beyond_noise(tmp_path, valid, train, expected):
     run = fake_run(tmp_path / "r", valid_loss=valid, train_loss=train)
     assert RunData.load(run).overfitting_epoch() == expected
+
+
+def test_the_learning_rate_is_drawn_per_step_from_the_schedule(tmp_path):
+    """Warmup and a decay to zero are visible: the schedule is recomputed from the run's config."""
+    from trainlab.analysis.plots import lr_per_step
+
+    run = trainlab.train(tiny_recipe(tmp_path / "run", train={"epochs": 3},
+                                     schedule={"name": "cosine", "warmup_epochs": 1.0}))
+    xs, ys = lr_per_step(RunData.load(run.dir))
+    assert len(xs) == 3 * 8 + 1 and xs[-1] == 3.0  # 8 steps an epoch
+    assert ys[0] < ys[8] == pytest.approx(2e-3) and ys[-1] == pytest.approx(0.0, abs=1e-9)
+    logged = {r["step"]: r["lr"] for r in run.metrics if r["split"] == "train"}
+    assert all(ys[s] == pytest.approx(lr) for s, lr in logged.items())  # the logged epoch ends agree
+    plain = fake_run(tmp_path / "plateau", valid_loss=[1.0, 0.9, 0.8], train_loss=[1.1, 1.0, 0.9])
+    assert lr_per_step(RunData.load(plain)) is None  # nothing to recompute: epoch ends are drawn
+
+
+def test_top5_is_hidden_for_five_classes_or_fewer(tmp_path):
+    import numpy as np
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(200, 1, 6, 6, generator=g)
+    y = (x.mean((1, 2, 3)) > 0).long()
+    train = torch.utils.data.TensorDataset(x[:150], y[:150])
+    test = torch.utils.data.TensorDataset(x[150:], y[150:])
+    run = trainlab.train(tiny_recipe(tmp_path / "run", train={"epochs": 1, "monitor": "train.loss"}),
+                         model=torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(36, 2)),
+                         datasets={"train": train, "test": test}, class_names=["neg", "pos"])
+    assert "acc5" not in RunData.load(run.dir).metrics and np.isfinite(run.test["acc1"])

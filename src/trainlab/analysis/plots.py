@@ -12,7 +12,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.ticker import MaxNLocator, NullFormatter  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from .rundata import RunData  # noqa: E402
 
@@ -68,8 +68,13 @@ def curve_figure(runs: list[RunData], metric: str) -> bytes:
     ax.set_ylabel(metric_label(metric))
     ax.set_title(f"{metric}: {runs[0].label}" if single else f"{metric}: {len(runs)} runs")
     _epoch_axis(ax)
-    ax.legend(fontsize=8, loc="best")
+    _legend_outside(ax)
     return _png(fig)
+
+
+def _legend_outside(ax) -> None:
+    """Beside the plot, never over the curves."""
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, frameon=False)
 
 
 def _mark_epochs(ax, run: RunData) -> None:
@@ -83,18 +88,43 @@ def _mark_epochs(ax, run: RunData) -> None:
                    label=f"overfitting after epoch {onset} (valid loss rises, train loss falls)")
 
 
+def lr_per_step(run: RunData) -> tuple[list[float], list[float]] | None:
+    """(epoch position, learning rate) at every optimizer step, recomputed from the run's schedule
+    (a function of the step count), so warmup and a decay to zero show; None for a plateau
+    schedule (its cuts depend on the metric) or a run whose steps per epoch are unknown."""
+    sched, optim = (run.config.get(k) or {} for k in ("schedule", "optim"))
+    firsts = [r["step"] for r in run.records if r["split"] == "train" and r["epoch"] == 1]
+    epochs = (run.config.get("train") or {}).get("epochs")
+    if sched.get("name") in (None, "plateau") or not firsts or not epochs or not optim.get("lr"):
+        return None
+    import torch
+
+    from ..config import ScheduleConfig
+    from ..engine.schedules import Schedule
+
+    spe, max_steps = firsts[0], (run.config.get("train") or {}).get("max_steps")
+    total = min(spe * epochs, max_steps) if max_steps else spe * epochs
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=optim["lr"])
+    schedule = Schedule(opt, ScheduleConfig(**sched), optim["lr"], spe, total)
+    return [s / spe for s in range(total + 1)], [schedule.lr_at(s) for s in range(total + 1)]
+
+
 def lr_figure(runs: list[RunData]) -> bytes:
+    """The learning rate at every step (linear axis), or at each epoch end where it cannot be
+    recomputed."""
     fig, ax = plt.subplots(figsize=(7.5, 4.2))
-    for i, run in enumerate(runs):
-        xs, ys = run.series("train", "lr")
-        ax.plot(xs, ys, marker="o" if len(xs) < 15 else None, ms=3, label=run.label)
-    ax.set_ylabel("learning rate (end of epoch)")
-    if any(y > 0 for r in runs for y in r.series("train", "lr")[1]):
-        ax.set_yscale("log")
-        ax.yaxis.set_minor_formatter(NullFormatter())  # minor labels crowd the axis
+    for run in runs:
+        steps = lr_per_step(run)
+        if steps is not None:
+            ax.plot(*steps, lw=1.5, label=f"{run.label} (per step)")
+        else:
+            xs, ys = run.series("train", "lr")
+            ax.plot(xs, ys, marker="o" if len(xs) < 15 else None, ms=3, label=f"{run.label} (epoch ends)")
+    ax.set_ylabel("learning rate")
+    ax.set_ylim(bottom=0)
     ax.set_title("learning rate")
     _epoch_axis(ax)
-    ax.legend(fontsize=8)
+    _legend_outside(ax)
     return _png(fig)
 
 

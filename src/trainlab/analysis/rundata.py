@@ -59,9 +59,11 @@ class RunData:
         for r in rows:
             metrics += [k for k, v in r.items() if k not in BOOKKEEPING and k not in metrics
                         and isinstance(v, (int, float)) and not isinstance(v, bool)]
+        eval_test = _json(path / "eval_test.json")
+        if eval_test and 0 < len(eval_test.get("per_class") or []) <= 5:
+            metrics = [m for m in metrics if m != "acc5"]  # top-5 of 5 classes or fewer is always 100%
         return cls(path, label or path.name, _yaml(path / "config.yaml"), _json(path / "env.json") or {},
-                   _text(path / "command.txt"), records, final, _json(path / "eval_test.json"), metrics,
-                   read_task_record(path))
+                   _text(path / "command.txt"), records, final, eval_test, metrics, read_task_record(path))
 
     # ------------------------------------------------------------------ derived facts
     @property
