@@ -153,3 +153,16 @@ def test_a_full_disk_mid_run_stops_clearly_and_the_run_resumes(tmp_path):
     full = trainlab.train(tiny_recipe(tmp_path / "full", train={"epochs": 3}))
     strip = lambda ms: [{k: v for k, v in r.items() if k not in ("time", "seconds", "samples_per_s")} for r in ms]  # noqa: E731
     assert strip(resumed.metrics) == strip(full.metrics)
+
+
+def test_a_run_that_failed_before_measuring_anything_can_be_run_again_in_place(tmp_path):
+    from trainlab.errors import NonFiniteLossError
+
+    with pytest.raises(NonFiniteLossError):
+        trainlab.train(tiny_recipe(tmp_path / "run", optim={"lr": 1e30}))  # NaN in the first steps
+    metrics = tmp_path / "run" / "metrics.jsonl"
+    assert (tmp_path / "run" / "config.yaml").exists() and (not metrics.exists() or metrics.stat().st_size == 0)
+    run = trainlab.train(tiny_recipe(tmp_path / "run", train={"epochs": 1}))  # the fixed setting, same folder
+    assert run.best_checkpoint.exists()
+    with pytest.raises(ConfigError, match="not empty"):  # now it has measured something: kept
+        trainlab.train(tiny_recipe(tmp_path / "run", train={"epochs": 1}))

@@ -116,6 +116,10 @@ def _check_reusable(path: Path, cfg: Config, resuming: bool) -> None:
     foreign = [n for n in found if n not in TRAINLAB_FILES]
     if cfg.train.resume == "auto" and not foreign and (path / "command.txt").exists():
         return  # a trainlab run killed before its first checkpoint: started again from scratch
+    metrics = path / "metrics.jsonl"  # opened (empty) when training starts: only its lines count
+    measured = (metrics.exists() and metrics.stat().st_size > 0) or any((path / "checkpoints").glob("*.pt"))
+    if not foreign and not measured:
+        return  # a run that stopped before it measured anything (a bad setting, a NaN at step 5)
     shown = ", ".join(found[:6]) + (", ..." if len(found) > 6 else "")
     what = "files that are not a trainlab run's" if foreign else "another run"
     raise ConfigError(f"run.dir={path} is not empty (it holds {what}: {shown}); nothing there is overwritten. "
