@@ -13,6 +13,7 @@ import yaml
 import trainlab
 from trainlab.tracking import read_metrics
 
+from _hold import HOLD
 from conftest import REPO, tiny_recipe
 
 MY_MODULE = '''
@@ -74,10 +75,12 @@ def test_keyword_sections_override_the_recipe(tmp_path):
     assert [r["epoch"] for r in run.metrics if r["split"] == "train"] == [1]
 
 
-def _start_cli_run(tmp_path, run_dir, common):
+def _start_cli_run(tmp_path, run_dir, common, hold=None):
     recipe = tmp_path / f"{run_dir.name}.yaml"
     recipe.write_text(yaml.safe_dump(tiny_recipe(run_dir, **common)))
-    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), str(REPO / "tests")])}
+    if hold is not None:
+        env["TRAINLAB_TEST_HOLD"] = str(hold)
     return subprocess.Popen([sys.executable, "-m", "trainlab", "train", str(recipe)], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
@@ -109,10 +112,11 @@ def test_killed_run_resumes_to_the_same_metrics(tmp_path):
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])  # Ctrl-C; what job schedulers send first
 def test_ctrl_c_saves_a_resumable_checkpoint_and_exits_cleanly(tmp_path, sig):
-    run_dir = tmp_path / "interrupted"
-    common = {"train": {"epochs": 6}, "data": {"max_samples": 512}}
-    proc = _start_cli_run(tmp_path, run_dir, common)
-    _wait_for(run_dir / "metrics.jsonl", proc)  # opened when fit() starts: training is under way
+    run_dir, held = tmp_path / "interrupted", tmp_path / "held"
+    common = {"train": {"epochs": 6, "callbacks": HOLD}, "data": {"max_samples": 512}}
+    proc = _start_cli_run(tmp_path, run_dir, common, hold=held)
+    _wait_for(held, proc)  # the run holds at step 3 until the signal arrives: no race with its speed
+    assert proc.poll() is None
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err

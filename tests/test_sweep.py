@@ -212,21 +212,30 @@ def test_a_real_grid_runs_and_a_failed_run_never_counts(recipe, tmp_path, capsys
 def test_sigterm_stops_a_sweep_like_ctrl_c_and_it_resumes(recipe, tmp_path):
     """What a job scheduler sends before killing: the running run saves last.pt, the sweep exits
     non-zero, and started again it resumes that run instead of starting it over."""
-    out = tmp_path / "s"
-    cmd = _sweep_cmd(recipe, out, "--grid", "optim.lr=0.002,0.004", "train.epochs=6", "data.max_samples=600")
-    proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    from _hold import HOLD
+
+    out, held = tmp_path / "s", tmp_path / "held"
+    held_recipe = tmp_path / "held.yaml"
+    r = yaml.safe_load(recipe.read_text())
+    r["train"]["callbacks"] = HOLD  # the first run holds at step 3 until the signal: no race with its speed
+    held_recipe.write_text(yaml.safe_dump(r))
+    cmd = _sweep_cmd(held_recipe, out, "--grid", "optim.lr=0.002,0.004", "train.epochs=4")
+    env = {**ENV, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), str(REPO / "tests")]),
+           "TRAINLAB_TEST_HOLD": str(held)}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     run = out / "runs" / "optim.lr=0.002"
     deadline = time.time() + 300
-    while not (run / "checkpoints" / "last.pt").exists() and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.05)
+    while not held.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    assert proc.poll() is None
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130 and "SIGTERM" in err and "Traceback" not in err, err[-2000:]
     assert not (run / "done.json").exists()
     log = (run / "train.log").read_text()
     assert "SIGTERM: stopping after this step" in log or "SIGINT: stopping after this step" in log
-    epochs_done = max(r["epoch"] for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines()))
-    assert epochs_done < 6
-    again = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=600)
+    assert not (run / "metrics.jsonl").read_text().strip()  # stopped at step 3, inside epoch 1
+    assert (run / "checkpoints" / "last.pt").exists()
+    again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr[-2000:]
     assert "resumed from" in (run / "train.log").read_text() and (run / "done.json").exists()
