@@ -91,17 +91,18 @@ def _find_resume(cfg: Config) -> Optional[Path]:
     return found[-1] if found else None
 
 
-def _check_resume(cfg: Config, resume: Optional[Path]) -> list:
-    """The config changes of a resume (allowed ones; a refused one raises before anything is written)."""
+def _check_resume(cfg: Config, resume: Optional[Path], device) -> tuple[list, Optional[dict]]:
+    """(the config changes of a resume, the checkpoint read once for the check and the resume);
+    a change that is not allowed raises before anything is written."""
     if resume is None:
-        return []
-    saved = load_checkpoint(resume, map_location="cpu").get("config")
-    if saved is None:
-        return []
+        return [], None
+    ckpt = load_checkpoint(resume, map_location=device)
+    if ckpt.get("config") is None:
+        return [], ckpt
     from .config.changes import resume_changes
 
-    return [c for c in resume_changes(saved, cfg.to_dict(), cfg.train.resume_allow_changes, str(resume))
-            if c[0] not in ("train.resume", "run.dir")]
+    changes = resume_changes(ckpt["config"], cfg.to_dict(), cfg.train.resume_allow_changes, str(resume))
+    return [c for c in changes if c[0] not in ("train.resume", "run.dir")], ckpt
 
 
 def _trim_metrics(run: RunDir, step: int) -> None:
@@ -143,7 +144,7 @@ def _train(cfg: Config, device, model, datasets, class_names, callbacks, argv) -
         if resume is not None:
             trainer.resume(resume)
         return Run(Path(cfg.run.dir or "."), cfg, [], trainer.fit())
-    saved = _check_resume(cfg, resume)
+    saved, ckpt = _check_resume(cfg, resume, device)
     run = RunDir.create(cfg, resuming=resume is not None)  # holds the run's lock: one writer per run directory
     handler = run.attach_log()
     try:
@@ -165,7 +166,7 @@ def _train(cfg: Config, device, model, datasets, class_names, callbacks, argv) -
             LOG.info("initialised %s from training inputs (init_from_data) in %.2f s", type(parts.model).__name__,
                      init_s)
         if resume is not None:
-            trainer.resume(resume)
+            trainer.resume(resume, ckpt)
             _trim_metrics(run, trainer.state.step)
         elif cfg.train.resume == "auto":
             LOG.info("train.resume=auto: no checkpoint found, starting fresh")

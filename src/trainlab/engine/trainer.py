@@ -34,6 +34,7 @@ from .progress import ProgressBar, StepTimer
 from .checkpoint import load_checkpoint, load_model_state, remove_stale_temp_files, save_checkpoint
 from .device import autocast
 from .evaluate import evaluate_model, format_metrics
+from .final_test import final_test
 from .optim import build_optimizer
 from .schedules import Schedule
 
@@ -116,11 +117,12 @@ class Trainer:
         payload = self.checkpoint_payload(full)
         return save_checkpoint(payload, self.run.checkpoints / name) if self.run is not None else None
 
-    def resume(self, path: str | Path) -> None:
+    def resume(self, path: str | Path, ckpt: Optional[dict] = None) -> None:
+        """Continue from ``path`` (``ckpt``: that file already loaded onto this device)."""
         if self.run is not None:
             for p in remove_stale_temp_files(self.run.checkpoints):
                 LOG.info("removed %s, the unfinished write of a killed run", p.name)
-        ckpt = load_checkpoint(path, map_location=self.device)
+        ckpt = ckpt if ckpt is not None else load_checkpoint(path, map_location=self.device)
         for key in ("optimizer", "schedule", "rng", "trainer"):
             if key not in ckpt:
                 raise ConfigError(f"{path} cannot resume training: it has no '{key}' state "
@@ -142,7 +144,7 @@ class Trainer:
         return evaluate_model(self.eval_runner, self.task, self.loaders[split], self.device,
                               self.cfg.train.precision, keep_predictions)
 
-    def _record(self, split: str, epoch: int, values: dict, **extra) -> dict:
+    def record(self, split: str, epoch: int, values: dict, **extra) -> dict:
         rec = {"epoch": epoch, "step": self.state.step, "split": split, **values,
                "lr": self.optimizer.param_groups[0]["lr"], **extra}
         self.metrics.append(rec)
@@ -276,12 +278,12 @@ class Trainer:
     def _end_epoch(self, epoch: int, train_metrics: dict, partial: bool) -> bool:
         tc, s = self.cfg.train, self.state
         self.callbacks.epoch_end(self, epoch, partial)
-        self._record("train", epoch + 1, train_metrics)
+        self.record("train", epoch + 1, train_metrics)
         evals = {"train": train_metrics}
         splits = [sp for sp in ("valid", "test") if sp in self.loaders and (sp == "valid" or tc.eval_test)]
         for split in splits:
             evals[split], _ = self.evaluate(split)
-            self._record(split, epoch + 1, evals[split])
+            self.record(split, epoch + 1, evals[split])
         LOG.info("epoch %d%s: %s", epoch + 1, " (stopped at train.max_steps)" if partial else "",
                  "   ".join(f"{k} {format_metrics(self.task, v)}" for k, v in evals.items()))
         # a train.max_steps stop mid-epoch is a pause: its evaluation is logged, but the callbacks move
@@ -296,31 +298,4 @@ class Trainer:
         return stop
 
     def _final_test(self) -> dict:
-        """Evaluate the best checkpoint (or the current weights if none) on the test split."""
-        if "test" not in self.loaders:
-            return {}
-        best = self.run.checkpoints / "best.pt" if self.run else None
-        current = None
-        if distributed.broadcast_object(best is not None and best.exists()):  # rank 0 holds the file
-            current = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
-            if best is not None:
-                load_model_state(self.model, load_checkpoint(best, self.device)["model"], str(best))
-            distributed.broadcast_module(self.model)
-        result, meter = self.evaluate("test", keep_predictions=True)
-        details = meter.details(self.meta.get("class_names"))
-        best = self.callback(BestCheckpoint)
-        best_epoch = self.best_epoch
-        which = {"best_epoch": best_epoch, "checkpoint": "best.pt" if current is not None else "last",
-                 "weights": best.describe() if best is not None and current is not None else "last weights"}
-        named = self.meta.get("split_names", {}).get("test")  # what "test" is, where the data says
-        if named:
-            which["split_name"] = named
-        self._record("test", best_epoch or self.state.epoch, result, **which)
-        if best is not None and best.best_step is not None and best_epoch is None:
-            which["best_step"] = best.best_step  # not in metrics.jsonl, where numbers are metrics
-        if self.run is not None:
-            self.run.write_json("eval_test.json", {"split": "test", **result, **details, **which})
-        if current is not None:
-            self.model.load_state_dict(current)
-        LOG.info("test%s (%s): %s", f" = {named}" if named else "", which["weights"], format_metrics(self.task, result))
-        return result
+        return final_test(self)
