@@ -97,11 +97,11 @@ def _strip(ms):
 
 def test_killed_run_resumes_to_the_same_metrics(tmp_path):
     """SIGKILL a real training process part-way, resume with train.resume=auto, compare."""
-    kill_dir, full_dir = tmp_path / "killed", tmp_path / "full"
-    common = {"train": {"epochs": 4, "checkpoint_every_steps": 2}, "data": {"max_samples": 512}}
-    proc = _start_cli_run(tmp_path, kill_dir, common)
-    _wait_for(kill_dir / "checkpoints" / "last.pt", proc)
-    time.sleep(0.3)  # land somewhere inside a later step
+    kill_dir, full_dir, held = tmp_path / "killed", tmp_path / "full", tmp_path / "held"
+    common = {"train": {"epochs": 4, "checkpoint_every_steps": 2, "callbacks": [{**HOLD[0], "step": 5}]},
+              "data": {"max_samples": 512}}
+    proc = _start_cli_run(tmp_path, kill_dir, common, hold=held)
+    _wait_for(held, proc)  # held at step 5: last.pt is from step 4, step 5's work is lost with the kill
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
