@@ -24,7 +24,7 @@ def atomic_open(path: str | Path, mode: str = "w", encoding: str | None = "utf-8
         with os.fdopen(fd, "wb" if binary else "w", encoding=None if binary else encoding,
                        newline=None if binary else newline) as fh:
             yield fh
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; an output gets the usual file mode
+        os.chmod(tmp, 0o666 & ~umask())  # mkstemp makes 0600; an output gets the usual file mode
         os.replace(tmp, path)
         tmp = None
     finally:
@@ -53,7 +53,8 @@ def savefig(fig, path: str | Path, **kw) -> Path:
     return path
 
 
-def _umask() -> int:
+def umask() -> int:
+    """The process's umask (reading it means setting it: put straight back)."""
     mask = os.umask(0)
     os.umask(mask)
     return mask

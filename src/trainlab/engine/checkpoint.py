@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from ..atomic import umask
 from ..errors import CheckpointError
 
 FORMAT = "trainlab-checkpoint-1"
@@ -27,7 +28,7 @@ def save_checkpoint(payload: dict, path: str | Path) -> Path:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; a checkpoint gets the usual file mode
+        os.fchmod(fd, 0o666 & ~umask())  # mkstemp makes 0600; a checkpoint gets the usual file mode
         with os.fdopen(fd, "wb") as fh:
             torch.save(payload, fh)
             fh.flush()
@@ -42,12 +43,6 @@ def save_checkpoint(payload: dict, path: str | Path) -> Path:
         if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
     return path
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def remove_stale_temp_files(folder: Path) -> list[Path]:

@@ -23,6 +23,8 @@ from typing import Callable, Optional
 
 import yaml
 
+from .. import atomic
+
 LOG = logging.getLogger("trainlab")
 DONE = "done.json"
 
@@ -146,9 +148,7 @@ def stop_signals_interrupt():
 
 
 def _write_done(run_dir: Path, status: str, started: float) -> None:
-    tmp = run_dir / (DONE + ".tmp")
-    tmp.write_text(json.dumps({"status": status, "seconds": round(time.time() - started, 1)}), encoding="utf-8")
-    tmp.replace(run_dir / DONE)
+    atomic.write_text(run_dir / DONE, json.dumps({"status": status, "seconds": round(time.time() - started, 1)}))
 
 
 def _src() -> str:
