@@ -22,10 +22,12 @@ LOG = logging.getLogger("trainlab")
 
 
 def write_report(run_dirs: list, out: str | Path | None = None, title: str | None = None,
-                 preface: list = ()) -> tuple[Path, Path]:
-    """``preface``: (heading, note, headers, rows) tables shown before a comparison (a sweep's cells)."""
+                 preface: list = (), sections=None, labels: list | None = None) -> tuple[Path, Path]:
+    """``preface``: (heading, note, headers, rows) tables shown before a comparison (a sweep's cells).
+    ``sections(doc, runs)``: a lab's own sections, in place of the ranking and overlaid curves
+    (each run's details still follow). ``labels``: the runs' names (default: their folders)."""
     paths = [Path(p) for p in run_dirs]
-    labels = run_labels(paths)
+    labels = labels or run_labels(paths)
     runs = [RunData.load(p, label) for p, label in zip(paths, labels)]
     if out is None:
         out = paths[0] / "report.html" if len(runs) == 1 else Path("report.html")
@@ -42,7 +44,11 @@ def write_report(run_dirs: list, out: str | Path | None = None, title: str | Non
             doc.heading(heading, 2)
             doc.para(note, note=True)
             doc.table(headers, rows)
-        _comparison(doc, runs, models)
+        if sections is not None:
+            sections(doc, runs)
+            run_details(doc, runs, models)
+        else:
+            _comparison(doc, runs, models)
     return doc.write(out)
 
 
@@ -200,6 +206,10 @@ def _comparison(doc: Doc, runs: list[RunData], models: dict) -> None:
         doc.image("compare_lr.png", plots.lr_figure(runs), "learning rate per epoch, all runs", half=True)
     doc.heading("Time per epoch and throughput", 2)
     doc.image("compare_timing.png", plots.timing_figure(runs), "time per epoch and samples per second, all runs")
+    run_details(doc, runs, models)
+
+
+def run_details(doc: Doc, runs: list[RunData], models: dict) -> None:
     doc.heading("Runs in detail", 2)
     for r in runs:
         doc.open_details(f"{r.label}")
