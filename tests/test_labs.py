@@ -58,6 +58,8 @@ def _write(tmp_path, data, name="lab.yaml"):
     ({"lab": "x", "runs": {"a": {"recipe": "tiny.yaml"}}, "deliverables": {"diff": [["a", "z"]]}}, "run(s) z"),
     ({"lab": "x", "runs": {"a b": {"recipe": "tiny.yaml"}}}, "run name 'a b'"),
     ({"lab": "x", "runs": {"a": {"recipe": "tiny.yaml", "overrides": {"optim.lrr": 1}}}}, "optim.lrr"),
+    ({"lab": "x", "runs": {"a": {"recipe": "tiny.yaml", "role": "helpr"}}}, "role 'helpr'"),
+    ({"lab": "x", "runs": {"a": {"recipe": "missing.yaml"}}}, "missing.yaml"),
     ({"lab": "x", "labs": 1, "runs": {"a": {"recipe": "tiny.yaml"}}}, "unknown lab key(s) labs"),
 ])
 def test_a_bad_lab_file_is_refused_naming_what_is_wrong(tmp_path, data, message):

@@ -51,7 +51,7 @@ def cmd_lab(args) -> int:
     headers, rows = cell_table(result["cells"])
     print("  ".join(headers))
     for r in rows:
-        print("  ".join("" if v is None else str(v) for v in r))
+        print("  ".join("" if v is None else str(v).removeprefix("config=") for v in r))
     print(f"results: {result['results']}" + (f"; report: {result['report']}" if result.get("report") else ""))
     if result.get("report"):
         print(f"open it: xdg-open {result['report']}   (or any browser; it is one self-contained file)")

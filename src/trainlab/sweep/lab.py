@@ -33,7 +33,7 @@ from .. import config as config_mod
 from ..errors import ConfigError
 
 LAB_KEYS = ("lab", "question", "runs", "quick", "prepare", "deliverables")
-RUN_KEYS = ("recipe", "overrides", "role", "label")
+RUN_KEYS = ("recipe", "overrides", "role")
 QUICK_KEYS = ("minutes", "overrides", "runs", "seeds", "grid", "deliverables")
 REF = "run:"
 DELIVERABLES = ("columns", "curves", "diff", "predict", "layers", "generate", "devices", "tensorboard")
@@ -82,8 +82,7 @@ def read_lab(path: str | Path, quick: bool = False) -> dict:
     lab = {"title": data.get("lab") or path.stem, "question": data.get("question"), "file": str(path),
            "variant": "quick" if quick else "full", "minutes": q.get("minutes") if quick else None,
            "prepare": data.get("prepare") or [], "deliverables": deliverables,
-           "roles": {n: r.get("role", "compared") for n, r in (data.get("runs") or {}).items()},
-           "labels": {n: r.get("label", n) for n, r in (data.get("runs") or {}).items()}}
+           "roles": {n: r.get("role", "compared") for n, r in (data.get("runs") or {}).items()}}
     return {"spec": {**spec, "out": out}, "runs": runs, "lab": lab}
 
 
@@ -130,6 +129,9 @@ def _named_runs(runs: dict, path: Path, quick_runs, quick: bool) -> dict:
             raise ConfigError(f"{path}: run '{name}': unknown key(s) {', '.join(bad)}; valid: {', '.join(RUN_KEYS)}")
         if not str(name).replace("_", "").replace("-", "").isalnum():
             raise ConfigError(f"{path}: run name '{name}': use letters, digits, '_' and '-' (it names a folder)")
+        if run.get("role", "compared") not in ("compared", "helper"):
+            raise ConfigError(f"{path}: run '{name}': role {run['role']!r}; valid: compared (the default), helper "
+                              f"(a run the others build on, not ranked)")
         recipe_path = path.parent / run["recipe"]
         recipe = config_mod.read_recipe(recipe_path)
         recipe.setdefault("run", {}).setdefault("name", recipe_path.stem)
@@ -165,10 +167,8 @@ def named_specs(sweep) -> list:
             out.append(RunSpec(run_name(labels, seed), ov, labels, seed, run["recipe"],
                                tuple(run_name({"config": a}, seed) for a in after)))
     check_distinct(out)
-    for r in out:
-        checked = {k: ("" if isinstance(v, str) and "/runs/" in v and k == "model.weights" else v)
-                   for k, v in r.overrides.items()}  # the checkpoint it names does not exist yet
-        sweep.check({k: v for k, v in checked.items() if v != ""}, f"run {r.name}", r.recipe)
+    for r in out:  # a run:NAME checkpoint need not exist yet: the config checks keys and values only
+        sweep.check(r.overrides, f"run {r.name}", r.recipe)
     return out
 
 
