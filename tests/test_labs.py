@@ -143,3 +143,20 @@ def test_every_quick_lab_runs_end_to_end_on_tiny_data(tmp_path, name):
     assert "Comparison" in html and "Curves side by side" in html and "not made" not in html
     rows = [json.loads(p.read_text())["status"] for p in (tmp_path / name / "runs").glob("*/done.json")]
     assert rows and set(rows) == {"done"}
+
+
+def test_runs_compared_side_by_side_are_named_by_what_differs_not_by_timestamp(tmp_path):
+    from trainlab.analysis.compare import labels_by_difference
+    from trainlab.analysis.rundata import RunData
+
+    def run(name, **cfg):
+        config = {"run": {"name": name, "dir": str(tmp_path / "20261201-120000")}, **cfg}
+        return RunData(tmp_path, "20261201-120000", config, {}, "", [], None, None)
+
+    a = run("mnist", optim={"name": "adam", "lr": 1e-3}, train={"seed": 0})
+    b = run("mnist", optim={"name": "sgd", "lr": 1e-2}, train={"seed": 0})
+    c = run("catsdogs-vit", optim={"name": "adamw"})
+    assert labels_by_difference([a, b]) == ["lr=0.001, optim.name=adam", "lr=0.01, optim.name=sgd"]
+    assert labels_by_difference([a, b, c]) == ["mnist: lr=0.001, optim.name=adam", "mnist: lr=0.01, optim.name=sgd",
+                                               "catsdogs-vit"]
+    assert labels_by_difference([a, a]) is None  # the same config twice: the folders tell them apart

@@ -15,7 +15,7 @@ import yaml
 
 from . import plots
 from ._doc import Doc
-from .compare import ranking
+from .compare import labels_by_difference, ranking
 from .rundata import OVERFIT_RULE, RunData, run_labels
 
 LOG = logging.getLogger("trainlab")
@@ -27,8 +27,12 @@ def write_report(run_dirs: list, out: str | Path | None = None, title: str | Non
     ``sections(doc, runs)``: a lab's own sections, in place of the ranking and overlaid curves
     (each run's details still follow). ``labels``: the runs' names (default: their folders)."""
     paths = [Path(p) for p in run_dirs]
+    given = labels
     labels = labels or run_labels(paths)
     runs = [RunData.load(p, label) for p, label in zip(paths, labels)]
+    if given is None and len(runs) > 1:  # named by what differs, not by their timestamped folders
+        for r, name in zip(runs, labels_by_difference(runs) or labels):
+            r.label = name
     if out is None:
         out = paths[0] / "report.html" if len(runs) == 1 else Path("report.html")
     out = Path(out)
