@@ -117,11 +117,31 @@ def _answer(doc, rows, headers, how) -> None:
     if not rows:
         return
     doc.heading("Answer", 2)
+    col = {h.split(" ")[0]: i for i, h in enumerate(headers) if h.startswith(("best ", "test "))}
+    v, t = col.get("best"), col.get("test")
     best = rows[0]
-    text = f"Choice: {best[1]} — {headers[3]} {best[3]}; {headers[4]} {best[4]}."
-    if len(rows) > 1:
-        text += f" Runner-up: {rows[1][1]} ({rows[1][3]})."
-    doc.para(text + " Chosen on the validation split; see the table for the test figures and their intervals.")
+    text = f"Choice: {best[1]}" + (f" — {headers[v]} {best[v]}" if v else "") + (f"; {headers[t]} {best[t]}" if t else "")
+    if len(rows) > 1 and v:
+        text += f". Runner-up: {rows[1][1]} ({rows[1][v]})"
+        text += ". " + _noise(rows[0][v], rows[1][v], rows[0][1])
+    doc.para(text + " Chosen on the validation split; the test figures are reported, not used to choose.")
+
+
+def _noise(first: str, second: str, name: str) -> str:
+    """Whether the gap between the first two is beyond the spread over seeds (or unknown)."""
+    try:
+        m1, *s1 = [float(x) for x in str(first).replace("±", " ").split()]
+        m2, *s2 = [float(x) for x in str(second).replace("±", " ").split()]
+    except ValueError:
+        return ""
+    gap = abs(m1 - m2)
+    if not s1 or not s2:
+        return (f"The gap is {gap:.2f}; with one run per configuration the spread over seeds is unknown "
+                f"(the full variant runs several seeds).")
+    spread = max(s1[0], s2[0])
+    verdict = "beyond" if gap > 2 * spread else "within"
+    return (f"The gap ({gap:.2f}) is {verdict} the spread over seeds (2 x the larger std, {2 * spread:.2f}), "
+            f"so {name} is {'the better' if verdict == 'beyond' else 'not clearly better than the runner-up'}.")
 
 
 def _curves(doc, data: dict, runs: list[RunData], style: str) -> None:

@@ -8,6 +8,8 @@ from __future__ import annotations
 import math
 import statistics
 
+from matplotlib.ticker import MaxNLocator
+
 from .plots import SPLIT_COLOURS, SPLIT_STYLES, _png, metric_label, percent, plt
 from .rundata import RunData
 
@@ -48,6 +50,7 @@ def small_multiples(groups: dict[str, list[RunData]], metric: str, cols: int = 3
         ax.set_visible(False)
     for ax in axes[-1]:
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     for ax in axes[:, 0]:
         ax.set_ylabel(metric_label(metric), fontsize=8.5)
     seeds = max(len(r) for r in groups.values())
