@@ -68,6 +68,11 @@ def test_a_bad_lab_file_is_refused_naming_what_is_wrong(tmp_path, data, message)
     assert message in str(e.value)
 
 
+def test_a_recipe_given_as_a_lab_says_how_to_train_it():
+    with pytest.raises(ConfigError, match="is a recipe, not a lab file.*trainlab train"):
+        lab.from_file(REPO / "recipes" / "mnist.yaml")
+
+
 def test_quick_is_refused_for_a_lab_without_a_quick_variant(tmp_path):
     with pytest.raises(ConfigError, match="no quick variant"):
         lab.from_file(_write(tmp_path, {"lab": "x", "runs": {"a": {"recipe": "tiny.yaml"}}}), quick=True)

@@ -52,6 +52,9 @@ def read_lab(path: str | Path, quick: bool = False) -> dict:
     data = config_mod.read_recipe(path)
     from . import SWEEP_KEYS
 
+    if not is_lab(data) and "recipe" not in data and {"data", "model", "train"} & set(data):
+        raise ConfigError(f"{path} is a recipe, not a lab file (a lab file lists 'runs:' or a 'recipe:' and 'grid:'; "
+                          f"see docs/labs.md and recipes/labs/); to train it: trainlab train {path}")
     unknown = [k for k in data if k not in SWEEP_KEYS + LAB_KEYS]
     if unknown:
         raise ConfigError(f"{path}: unknown lab key(s) {', '.join(unknown)}; valid: {', '.join(SWEEP_KEYS + LAB_KEYS)}")
