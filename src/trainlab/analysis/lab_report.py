@@ -11,7 +11,7 @@ from pathlib import Path
 from . import lab_deliverables as deliver
 from . import plots
 from .lab_table import COLUMNS, lab_rows, model_facts
-from .multiples import small_multiples
+from .multiples import lr_multiples, lr_ranges_differ, small_multiples
 from .rundata import RunData
 
 LOG = logging.getLogger("trainlab")
@@ -159,7 +159,10 @@ def _curves(doc, data: dict, runs: list[RunData], style: str) -> None:
                       f"{metric}, configurations overlaid", half=True)
     firsts = [rs[0] for rs in data.values()]
     if any(r.series("train", "lr")[0] for r in firsts):
-        doc.image("lab_lr.png", plots.lr_figure(firsts), "learning rate per step")
+        if lr_ranges_differ(firsts):  # one linear axis would flatten the smaller rates to zero
+            doc.image("lab_lr.png", lr_multiples(data), "learning rate per step, one panel per configuration")
+        else:
+            doc.image("lab_lr.png", plots.lr_figure(firsts), "learning rate per step")
     doc.image("lab_timing.png", plots.timing_figure(firsts), "time per epoch and throughput")
 
 

@@ -59,3 +59,37 @@ def small_multiples(groups: dict[str, list[RunData]], metric: str, cols: int = 3
                bbox_to_anchor=(0.5, 1.0))
     fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / (2.7 * rows + 0.4)))
     return _png(fig)
+
+
+def lr_ranges_differ(runs: list[RunData], factor: float = 10.0) -> bool:
+    """True when the runs' peak learning rates differ by more than ``factor`` (one linear axis would
+    flatten the smaller ones to zero)."""
+    peaks = [max(r.series("train", "lr")[1] or [0.0]) for r in runs]
+    peaks = [p for p in peaks if p > 0]
+    return len(peaks) > 1 and max(peaks) / min(peaks) > factor
+
+
+def lr_multiples(groups: dict[str, list[RunData]], cols: int = 3) -> bytes:
+    """The learning rate at every step, one panel per configuration, each on its own linear axis."""
+    from .plots import lr_per_step
+
+    n = len(groups)
+    cols = min(cols, n)
+    rows = math.ceil(n / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 2.3 * rows), sharex=True, squeeze=False)
+    for ax, (title, runs) in zip(axes.flat, groups.items()):
+        steps = lr_per_step(runs[0])
+        xs, ys = steps if steps is not None else runs[0].series("train", "lr")
+        ax.plot(xs, ys, lw=1.5, marker=None if steps is not None else "o", ms=3)
+        ax.set_ylim(bottom=0)
+        ax.set_title(f"{title}" + ("" if steps is not None else " (epoch ends)"), fontsize=8.5)
+        ax.grid(alpha=0.3)
+    for ax in axes.flat[n:]:
+        ax.set_visible(False)
+    for ax in axes[-1]:
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    for ax in axes[:, 0]:
+        ax.set_ylabel("learning rate", fontsize=8.5)
+    fig.tight_layout()
+    return _png(fig)
