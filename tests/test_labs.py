@@ -165,3 +165,12 @@ def test_runs_compared_side_by_side_are_named_by_what_differs_not_by_timestamp(t
     assert labels_by_difference([a, b, c]) == ["mnist: lr=0.001, optim.name=adam", "mnist: lr=0.01, optim.name=sgd",
                                                "catsdogs-vit"]
     assert labels_by_difference([a, a]) is None  # the same config twice: the folders tell them apart
+
+
+def test_the_wilson_interval_of_a_test_accuracy():
+    from trainlab.analysis.stats import wilson
+
+    lo, hi = wilson(140, 200)  # 70% of the 200 cats-vs-dogs test images: about +-6 points
+    assert lo == pytest.approx(0.6332, abs=1e-3) and hi == pytest.approx(0.7592, abs=1e-3)
+    assert wilson(0, 10)[0] == 0.0 and 0.0 < wilson(0, 10)[1] < 0.35  # never below 0, unlike p +- z*se
+    assert wilson(10, 10)[1] == 1.0 and wilson(10, 10)[0] > 0.65

@@ -124,10 +124,24 @@ def _final_table(doc: Doc, run: RunData) -> None:
             rows.append([f"valid at last epoch {last}", *[_fmt(m, rec.get(m)) for m in metrics], rec.get(run.unit)])
     if run.final:
         named = f" = {run.final['split_name']}" if run.final.get("split_name") else ""
+        n = run.final.get(run.unit) if run.unit == "samples" else None
         rows.append([f"test{named}, {run.final.get('weights') or 'best checkpoint'} ({run.final.get('checkpoint')})",
-                     *[_fmt(m, run.final.get(m)) for m in metrics], run.final.get(run.unit)])
+                     *[_with_interval(m, run.final.get(m), n) for m in metrics], run.final.get(run.unit)])
     headers = ["evaluation", *[f"{m} (%)" if plots.percent(m) else m for m in metrics], run.unit]
     doc.table(headers, rows)
+    if run.final and any(plots.percent(m) for m in metrics):
+        doc.para("Test accuracies carry their 95% Wilson interval over the test samples in brackets: how far "
+                 "the figure could move on another test set of the same size.", note=True)
+
+
+def _with_interval(metric: str, v, n):
+    """A test accuracy with its 95% Wilson interval over the n test samples: '95.50 [94.0, 96.6]'."""
+    if v is None or not n or not plots.percent(metric):
+        return _fmt(metric, v)
+    from .stats import wilson
+
+    lo, hi = wilson(round(v * n), int(n))
+    return f"{v * 100:.2f} [{lo * 100:.1f}, {hi * 100:.1f}]"
 
 
 def _fmt(metric: str, v):
