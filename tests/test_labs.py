@@ -60,6 +60,7 @@ def _write(tmp_path, data, name="lab.yaml"):
     ({"lab": "x", "runs": {"a": {"recipe": "tiny.yaml", "overrides": {"optim.lrr": 1}}}}, "optim.lrr"),
     ({"lab": "x", "runs": {"a": {"recipe": "tiny.yaml", "role": "helpr"}}}, "role 'helpr'"),
     ({"lab": "x", "runs": {"a": {"recipe": "missing.yaml"}}}, "missing.yaml"),
+    ({"lab": "x", "recipe": "tiny.yaml", "grid": {"optim.lr": [1, 2]}, "search": {"trials": 3}}, "sweep file"),
     ({"lab": "x", "labs": 1, "runs": {"a": {"recipe": "tiny.yaml"}}}, "unknown lab key(s) labs"),
 ])
 def test_a_bad_lab_file_is_refused_naming_what_is_wrong(tmp_path, data, message):

@@ -83,6 +83,10 @@ def write_lab_report(sweep, lab: dict, specs: list, argv: str | None = None) -> 
         doc.heading("Comparison", 2)
         doc.para(how, note=True)
         doc.table(headers, rows, fit=True)
+        missing = [s.name for s in specs if not (sweep.out / "runs" / s.name / "done.json").is_file()]
+        if missing:
+            doc.para(f"Not finished, so not in the table: {', '.join(missing)} (each run's sweep.log in "
+                     f"{sweep.out / 'runs'} says why; the same command resumes them).", note=True)
         if helpers:
             doc.para("Not ranked (runs the others build on): " + ", ".join(
                 f"{c} ({_what(next(s for s in specs if s.labels.get('config') == c), sweep)})" for c in helpers)

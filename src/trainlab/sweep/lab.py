@@ -58,6 +58,9 @@ def read_lab(path: str | Path, quick: bool = False) -> dict:
     unknown = [k for k in data if k not in SWEEP_KEYS + LAB_KEYS]
     if unknown:
         raise ConfigError(f"{path}: unknown lab key(s) {', '.join(unknown)}; valid: {', '.join(SWEEP_KEYS + LAB_KEYS)}")
+    if "search" in data:
+        raise ConfigError(f"{path}: a lab runs the runs it lists; an Optuna search belongs in a sweep file "
+                          f"(trainlab sweep RECIPE --search optuna, docs/sweeps-and-scale.md)")
     if "runs" in data and ("grid" in data or "recipe" in data):
         raise ConfigError(f"{path}: a lab lists named 'runs:' or a 'recipe:' with a 'grid:', not both")
     if "runs" not in data and "recipe" not in data:
