@@ -79,7 +79,7 @@ def test_quick_is_refused_for_a_lab_without_a_quick_variant(tmp_path):
         lab.from_file(_write(tmp_path, {"lab": "x", "runs": {"a": {"recipe": "tiny.yaml"}}}), quick=True)
 
 
-def test_a_lab_of_named_runs_runs_reports_and_resumes(tmp_path):
+def test_a_lab_of_named_runs_runs_reports_and_resumes(tmp_path, monkeypatch):
     """Two compared runs, one fine-tuned from a helper run's checkpoint, the comparison table, the
     deliverables, and a restart that trains nothing again; another lab in the folder is refused."""
     data = {"lab": "Tiny lab", "question": "Which is better?",
@@ -89,10 +89,12 @@ def test_a_lab_of_named_runs_runs_reports_and_resumes(tmp_path):
             "overrides": {"train.epochs": 1},
             "quick": {"minutes": 1, "overrides": {"data.max_samples": 96}},
             "deliverables": {"diff": [["small", "tuned"]], "layers": ["tuned"], "tensorboard": True,
-                             "predict": {"run": "best", "files": [str(tmp_path / "digit.png")]}}}
+                             "predict": {"run": "best", "files": ["pics/digit.png"]}}}  # from where it runs
     from PIL import Image
 
-    Image.new("L", (28, 28), 255).save(tmp_path / "digit.png")
+    (tmp_path / "pics").mkdir()
+    Image.new("L", (28, 28), 255).save(tmp_path / "pics" / "digit.png")
+    monkeypatch.chdir(tmp_path)
     path = _write(tmp_path, data)
     sw, info = lab.from_file(path, quick=True, out=tmp_path / "out")
     specs = {s.name: s for s in sw.runs()}
@@ -107,6 +109,9 @@ def test_a_lab_of_named_runs_runs_reports_and_resumes(tmp_path):
                  "TensorBoard", "weights file (MB)"):
         assert text in html, text
     assert (sw.out / "lab" / "diff_small_vs_tuned" / "disagreements_test.csv").is_file()
+    assert "not made" not in html  # every deliverable was made
+    preds = list((sw.out / "lab").glob("predict_*.csv"))  # with the run ranked first
+    assert len(preds) == 1 and "digit.png" in preds[0].read_text()
     done = {n: (sw.out / "runs" / n / "done.json").stat().st_mtime_ns for n in specs}
     again = lab.run_lab(*lab.from_file(path, quick=True, out=tmp_path / "out"))
     assert [r["status"] for r in again["runs"]] == ["done"] * 3

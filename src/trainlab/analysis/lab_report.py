@@ -172,7 +172,7 @@ def _curves(doc, data: dict, runs: list[RunData], style: str) -> None:
 
 def _deliverables(doc, lab, run_dirs: dict, best: str | None, sweep_out: Path, out: Path) -> None:
     d = lab["deliverables"]
-    base = Path(lab["file"]).parent
+    base = Path(".")  # files are named relative to where trainlab runs, like data.root
     steps = (("diff", lambda v: deliver.diff_section(doc, v, run_dirs, out)),
              ("predict", lambda v: deliver.predict_section(doc, v, run_dirs, best, base, out)),
              ("layers", lambda v: deliver.layers_section(doc, v, run_dirs, out)),
