@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import matplotlib
@@ -13,13 +14,14 @@ import matplotlib.pyplot as plt  # noqa: E402
 from .. import atomic
 
 RIGHT, WRONG = "#1a7f37", "#cf222e"
-NAME_CHARS = 16  # what fits under a thumbnail at this font size
+NAME_CHARS = 14  # what fits under a thumbnail at this font size, with "A: " and " (0.54)" beside it
 
 
 def _fit(name: str) -> str:
     """A class name short enough for one line under a thumbnail: Tiny-ImageNet's 'Egyptian cat,
     tabby' style names keep their first synonym, then are cut with an ellipsis."""
-    first = name.split(",")[0].strip() or name
+    first = re.sub(r"\s*\(n\d{8}\)$", "", name)  # a WordNet id in brackets: the table beside names it
+    first = first.split(",")[0].strip() or name
     return first if len(first) <= NAME_CHARS else first[:NAME_CHARS - 1] + "…"
 
 
@@ -44,7 +46,7 @@ def contact_sheet(rows: list[dict], data, path: Path, total: int, names: tuple[s
                 (f"true: {_fit(r['true'])}", None),
                 (f"A: {_fit(r['pred_a'])} ({r['conf_a']:.2f})", r["correct_a"]),
                 (f"B: {_fit(r['pred_b'])} ({r['conf_b']:.2f})", r["correct_b"]))):
-            ax.text(0.5, -0.06 - 0.17 * k, text, transform=ax.transAxes, ha="center", va="top", fontsize=7.5,
+            ax.text(0.5, -0.06 - 0.17 * k, text, transform=ax.transAxes, ha="center", va="top", fontsize=7,
                     color="black" if ok is None else RIGHT if ok else WRONG,
                     fontweight="bold" if ok is None else "normal")
     height = 2.05 * lines + 0.6

@@ -15,6 +15,7 @@ Each section is computed from the finished runs' checkpoints (never by training)
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -40,7 +41,9 @@ def diff_section(doc: Doc, pairs, run_dirs: dict, out: Path) -> None:
             continue
         res = diff_checkpoints(ca, cb, out=out / f"diff_{a}_vs_{b}", force=True, sheet_size=24)
         s = res.summary
-        doc.heading(f"{a} vs {b} ({res.split} split)", 3)
+        named = (json.loads((run_dirs[a] / "eval_test.json").read_text(encoding="utf-8")).get("split_name")
+                 if (run_dirs[a] / "eval_test.json").is_file() and res.split == "test" else None)
+        doc.heading(f"{a} vs {b} ({named or res.split + ' split'})", 3)
         mc = s["mcnemar"]
         doc.table(["", a, b], [["accuracy (%)", round(s["accuracy_a"] * 100, 2), round(s["accuracy_b"] * 100, 2)],
                                ["right where the other is wrong", mc["b"], mc["c"]]])

@@ -121,7 +121,10 @@ def _answer(doc, rows, headers, how) -> None:
     if not rows:
         return
     doc.heading("Answer", 2)
-    col = {h.split(" ")[0]: i for i, h in enumerate(headers) if h.startswith(("best ", "test "))}
+    col = {}
+    for i, h in enumerate(headers):  # the first of each: the monitored metric's test column, not acc5
+        if h.startswith(("best ", "test ")):
+            col.setdefault(h.split(" ")[0], i)
     v, t = col.get("best"), col.get("test")
     best = rows[0]
     text = f"Choice: {best[1]}" + (f" — {headers[v]} {best[v]}" if v else "") + (f"; {headers[t]} {best[t]}" if t else "")
@@ -141,7 +144,7 @@ def _noise(first: str, second: str, name: str) -> str:
     gap = abs(m1 - m2)
     if not s1 or not s2:
         return (f"The gap is {gap:.2f}; with one run per configuration the spread over seeds is unknown "
-                f"(the full variant runs several seeds).")
+                f"(`--seeds 3` runs each configuration three times and measures it).")
     spread = max(s1[0], s2[0])
     verdict = "beyond" if gap > 2 * spread else "within"
     return (f"The gap ({gap:.2f}) is {verdict} the spread over seeds (2 x the larger std, {2 * spread:.2f}), "

@@ -110,9 +110,11 @@ def lab_rows(groups: dict[str, list[RunData]], what: dict[str, str], facts: dict
                 "epochs": max(r.epochs for r in rs), "time": _pm("time", [r.train_seconds() for r in rs], 1),
                 "throughput": _throughput(rs)}
         rows.append([i, cfg + (f" ({len(rs)} seeds)" if len(rs) > 1 else ""), *[cell[c] for c in cols]])
+    named = (first.final or {}).get("split_name")
     how = (f"Ranked on the best {monitor} over the epochs, the validation split ({'lower' if mode == 'min' else 'higher'}"
            f" is better); the test split is reported, never used to choose. "
            + ("Test accuracy of one run: its 95% Wilson interval in brackets. " if seeds == 1 else
               "Over seeds: mean ± sample standard deviation. ")
-           + "Weights file: the size of torch.save(model.state_dict()).")
+           + "Weights file: the size of torch.save(model.state_dict())."
+           + (f" Here the test split is {named}." if named else ""))
     return headers, rows, how
