@@ -94,7 +94,7 @@ def test_torchscript_and_safetensors_carry_metadata(mnist_run, tmp_path):
     assert json.loads(extra["trainlab.json"])["class_names"][3] == "3"
     assert loaded(torch.randn(5, 1, 28, 28)).shape == (5, 10)
     st = _export(mnist_run, "safetensors", tmp_path)
-    assert st.extra == [tmp_path / "model.json"] and json.loads(st.extra[0].read_text())["std"]
+    assert st.extra == [tmp_path / "model.safetensors.json"] and json.loads(st.extra[0].read_text())["std"]
     from safetensors import safe_open
 
     with safe_open(str(st.path), "pt") as f:
@@ -117,7 +117,7 @@ def test_state_dict_loads_into_the_users_own_class(mnist_run, tmp_path):
 def test_video_classifier_exports_clips(video_run, tmp_path, fmt):
     res = _export(video_run, fmt, tmp_path)
     _checked(res)
-    meta = json.loads((tmp_path / "model.json").read_text()) if fmt == "safetensors" else None
+    meta = json.loads((tmp_path / "model.safetensors.json").read_text()) if fmt == "safetensors" else None
     if meta:
         assert meta["input"] == "clip" and len(meta["input_shape"]) == 4
 
@@ -155,4 +155,4 @@ def test_export_cli(mnist_run, capsys):
     assert main(["export", str(mnist_run.best_checkpoint), "--format", "onnx"]) == 0
     out = capsys.readouterr().out
     assert "max abs diff" in out and "top-1 agreement 100.0%" in out
-    assert (mnist_run.dir / "export" / "best.onnx").is_file() and (mnist_run.dir / "export" / "best.md").is_file()
+    assert (mnist_run.dir / "export" / "best.onnx").is_file() and (mnist_run.dir / "export" / "best.onnx.md").is_file()

@@ -212,7 +212,8 @@ def write_state_dict(model: nn.Module, out: Path, meta: dict) -> None:
 
 
 def sidecar(out: Path) -> Path:
-    return Path(out).with_suffix(".json")
+    """model.safetensors -> model.safetensors.json (one per file: two formats of a model never share it)."""
+    return Path(out).with_name(Path(out).name + ".json")
 
 
 @dataclass

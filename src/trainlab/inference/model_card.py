@@ -127,7 +127,8 @@ def _build_line(meta: dict) -> str:
 
 
 def card_path(out: Path) -> Path:
-    return Path(out).with_suffix(".md")
+    """model.onnx -> model.onnx.md"""
+    return Path(out).with_name(Path(out).name + ".md")
 
 
 def write_model_card(model, meta: dict, out: Path, fmt: str, parity: dict, checkpoint=None) -> Path:
@@ -136,7 +137,7 @@ def write_model_card(model, meta: dict, out: Path, fmt: str, parity: dict, check
     unit = model.trainlab_meta.get("task_metrics", {}).get("unit", "samples")
     timing = facts.get("timing", {})
     code = LOADING[fmt].format(name=Path(out).name, first=meta["inputs"][0], build=_build_line(meta),
-                               sidecar=Path(out).with_suffix(".json").name)
+                               sidecar=Path(out).name + ".json")
     lines = [
         f"# {cfg['run'].get('name') or cfg['model']['name']}: {meta['model']} for {meta['task']}", "",
         f"A `{meta['model']}` ({meta['model_class']}) trained with trainlab, exported as {fmt} (`{Path(out).name}`).", "",

@@ -160,6 +160,8 @@ def run_server(model: str | Path, settings: ServeSettings, host: str = "127.0.0.
              if local else f"bound to {host}: reachable from other machines on the network")
     batching = f"micro-batching up to {settings.max_batch} requests within {settings.batch_ms:g} ms" \
         if settings.batch_ms > 0 else "micro-batching off"
+    if served.is_lm:
+        batching = "POST /generate streams text"
     print(f"serving {served.name} ({served.task}, {served.backend}) at http://{host}:{port}/ ; {where}; "
           f"{batching}; API docs at /docs", flush=True)
     uvicorn.run(app, host=host, port=port, log_level="warning")
