@@ -1,13 +1,18 @@
 """Dynamic micro-batching: requests that arrive within ``wait_ms`` of the first one waiting are
 answered by one call of ``fn`` on all of them (up to ``max_batch``), run in one worker thread so
 the event loop keeps accepting requests meanwhile. ``wait_ms=0`` turns it off: one call per
-request, one at a time (the baseline the serve benchmark compares against)."""
+request, one at a time (the baseline the serve benchmark compares against).
+
+The wait is only spent when more requests are on their way (``arriving()``: a request being read
+and decoded): a lone request goes straight to the model, so batching costs nothing at
+concurrency 1."""
 
 from __future__ import annotations
 
 import asyncio
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
 
 class MicroBatcher:
@@ -18,6 +23,18 @@ class MicroBatcher:
         self.executor = ThreadPoolExecutor(1, thread_name_prefix="trainlab-batch")
         self.stats = {"batches": 0, "items": 0, "largest": 0}
         self._loop = None
+        self._arriving = 0
+
+    @contextmanager
+    def arriving(self):
+        """Around the work before ``submit`` (reading, decoding): the batch waits for such requests."""
+        self._arriving += 1
+        try:
+            yield
+        finally:
+            self._arriving -= 1
+            if self._loop is not None:
+                self._event.set()
 
     def _start(self, loop) -> None:
         """On the first request of an event loop (a test client may bring a new loop per request)."""
@@ -37,7 +54,7 @@ class MicroBatcher:
         """Wait up to ``self.wait`` after the first request for the batch to fill."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.wait
-        while len(self._pending) < self.max_batch:
+        while len(self._pending) < self.max_batch and self._arriving > 0:
             left = deadline - loop.time()
             if left <= 0:
                 return

@@ -113,16 +113,9 @@ class App:
     async def predict(self, request, topk: int) -> dict:
         if self.served.is_lm:
             raise ApiError(400, f"{self.served.name} is a language model: POST /generate")
-        data, name = await upload_from(request, int(self.settings.max_upload_mb * 1e6))
-        from starlette.concurrency import run_in_threadpool
-
         t = time.perf_counter()
-        if self.served.input != "clip":
-            _pixel_check(data, name, self.settings.max_pixels)
-        try:
-            x = await run_in_threadpool(self.served.decode, data, name, self.settings.max_pixels)
-        except DataError as e:
-            raise ApiError(400, str(e)) from None
+        with self.batcher.arriving():
+            x, name = await self._read(request)
         probs = await self.batcher.submit(x)
         k = min(topk, len(self.served.class_names))
         top_p, top_i = probs.topk(k)
@@ -130,6 +123,18 @@ class App:
                  for p, i in zip(top_p.tolist(), top_i.tolist())]
         return {"file": name, "prediction": preds[0]["class"], "top": preds,
                 "ms": round((time.perf_counter() - t) * 1000, 2)}
+
+    async def _read(self, request):
+        """The upload decoded (in a worker thread: a large JPEG takes milliseconds)."""
+        from starlette.concurrency import run_in_threadpool
+
+        data, name = await upload_from(request, int(self.settings.max_upload_mb * 1e6))
+        if self.served.input != "clip":
+            _pixel_check(data, name, self.settings.max_pixels)
+        try:
+            return await run_in_threadpool(self.served.decode, data, name, self.settings.max_pixels), name
+        except DataError as e:
+            raise ApiError(400, str(e)) from None
 
     def health(self) -> dict:
         return {"status": "ok", "model": self.served.name, "task": self.served.task, "backend": self.served.backend,

@@ -91,6 +91,18 @@ def _generate(state, req: GenerateRequest):
     return {"prompt": req.prompt, "text": "".join(pieces)}
 
 
+class _Count:
+    """Counts requests: a plain ASGI wrapper (starlette's @app.middleware costs far more per request)."""
+
+    def __init__(self, app, counts: dict):
+        self.app, self.counts = app, counts
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http":
+            self.counts["requests"] += 1
+        await self.app(scope, receive, send)
+
+
 def build_app(state) -> FastAPI:
     served = state.served
     app = FastAPI(title=f"trainlab serve: {served.name}",
@@ -98,10 +110,7 @@ def build_app(state) -> FastAPI:
     app.state.trainlab = state
     _handlers(app, state)
 
-    @app.middleware("http")
-    async def count(request: Request, call_next):
-        state.counts["requests"] += 1
-        return await call_next(request)
+    app.add_middleware(_Count, counts=state.counts)
 
     @app.get("/", include_in_schema=False)
     def page():
