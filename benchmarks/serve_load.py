@@ -3,7 +3,9 @@
 the server's memory (RSS) after 1,000 and after 10,000 requests (a leak shows as growth).
 
 Each server is a real `trainlab serve` process on 127.0.0.1 (nothing else is sent anywhere); the
-client is httpx in this process. Every level is bounded in requests and in seconds.
+client is httpx in this process. Every level is bounded in requests and in seconds. The servers
+with batching off and on run side by side and take turns (``--rounds``), so whatever else the
+machine is doing falls on both alike.
 
     python benchmarks/serve_load.py [--catsdogs CKPT] [--mnist CKPT] [--seconds 6] [--requests 1500]
 
@@ -100,35 +102,48 @@ async def load(url: str, body: bytes, ctype: str, concurrency: int, max_requests
         t0 = time.perf_counter()
         await asyncio.gather(*[worker() for _ in range(concurrency)])
         wall = time.perf_counter() - t0
-    lat.sort()
+    return {"lat": lat, "errors": errors, "wall": wall}
+
+
+def summary(parts: list[dict]) -> dict:
+    lat = sorted(x for p in parts for x in p["lat"])
+    wall = sum(p["wall"] for p in parts)
     pick = lambda q: lat[min(len(lat) - 1, int(q * len(lat)))] * 1000  # noqa: E731
-    return {"requests": len(lat), "errors": errors, "rps": len(lat) / wall, "p50": pick(0.5), "p99": pick(0.99)}
+    return {"requests": len(lat), "errors": sum(p["errors"] for p in parts), "rps": len(lat) / wall,
+            "p50": pick(0.5), "p99": pick(0.99)}
 
 
 def run_levels(models: dict, bodies: dict, args) -> list[dict]:
     rows = []
     for name, ckpt in models.items():
         body, ctype = bodies[name]
-        for batching, ms in (("off", 0.0), ("on", args.batch_ms)):
-            server = Server(ckpt, ms)
-            try:
-                asyncio.run(load(server.url, body, ctype, 4, 40, 5))  # warm-up
-                for c in LEVELS:
-                    r = asyncio.run(load(server.url, body, ctype, c, args.requests, args.seconds))
+        servers = {"off": Server(ckpt, 0.0), "on": Server(ckpt, args.batch_ms)}
+        try:
+            for s in servers.values():
+                asyncio.run(load(s.url, body, ctype, 4, 40, 5))  # warm-up
+            for c in LEVELS:
+                parts = {"off": [], "on": []}
+                for _ in range(args.rounds):
+                    for batching, s in servers.items():
+                        parts[batching].append(asyncio.run(load(s.url, body, ctype, c, args.requests // args.rounds,
+                                                                args.seconds / args.rounds)))
+                for batching in servers:
+                    r = summary(parts[batching])
                     rows.append({"model": name, "batching": batching, "concurrency": c, **r})
                     print(f"{name:24s} batching {batching:3s} c={c:2d}: {r['rps']:7.1f} req/s  p50 {r['p50']:7.1f} ms"
                           f"  p99 {r['p99']:7.1f} ms  ({r['requests']} requests, {r['errors']} errors)", flush=True)
-            finally:
-                server.stop()
+        finally:
+            for s in servers.values():
+                s.stop()
     return rows
 
 
 def memory(ckpt: Path, body: bytes, ctype: str, batch_ms: float) -> tuple[float, float]:
     server = Server(ckpt, batch_ms)
     try:
-        asyncio.run(load(server.url, body, ctype, 32, 1000, 300))
+        asyncio.run(load(server.url, body, ctype, 32, 1000, 120))
         after_1k = server.rss_mb()
-        asyncio.run(load(server.url, body, ctype, 32, 9000, 300))
+        asyncio.run(load(server.url, body, ctype, 32, 9000, 600))
         return after_1k, server.rss_mb()
     finally:
         server.stop()
@@ -141,6 +156,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=6.0, help="longest time at each level")
     ap.add_argument("--requests", type=int, default=1500, help="most requests at each level")
     ap.add_argument("--batch-ms", type=float, default=5.0, help="the micro-batching wait when batching is on")
+    ap.add_argument("--rounds", type=int, default=3, help="turns each server takes at each level")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         models = train_models(Path(tmp)) if not (args.catsdogs and args.mnist) else {}

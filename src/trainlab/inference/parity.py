@@ -36,7 +36,11 @@ def _run_onnx(path, sig, args) -> list[torch.Tensor]:
 
 
 def _run_torchscript(path, args) -> list[torch.Tensor]:
-    loaded = torch.jit.load(str(path), map_location="cpu")
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        loaded = torch.jit.load(str(path), map_location="cpu")
     out = loaded(*args)
     return list(out) if isinstance(out, (tuple, list)) else [out]
 

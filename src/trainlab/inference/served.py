@@ -66,7 +66,7 @@ class ServedModel:
         if not self.is_lm:
             data = config_mod.from_dict(meta["config"]).data
             shape = meta["input_shape"]
-            self.clip_settings = (shape, data)
+            self._decode_cfg = (shape, data)
             if self.input == "clip":
                 self.transform = ClipTransform(meta["mean"], meta["std"], shape[0])
             else:
@@ -81,7 +81,7 @@ class ServedModel:
         """Upload bytes -> uint8 [C, H, W] (a clip: [T, C, H, W]); DataError when it cannot be used."""
         if not data:
             raise DataError(f"{filename}: empty upload")
-        shape, data_cfg = self.clip_settings
+        shape, data_cfg = self._decode_cfg
         if self.input == "clip":
             return self._decode_clip(data, filename, shape, data_cfg)
         c, h, w = shape
