@@ -36,7 +36,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("checkpoints", nargs="+")
     ap.add_argument("--repeats", type=int, default=30)
+    ap.add_argument("--threads", type=int, default=None, help="intra-op threads of both (default: torch's)")
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     print(f"torch threads {torch.get_num_threads()}; median of {args.repeats} forward passes, milliseconds")
     with tempfile.TemporaryDirectory() as tmp:
         for ckpt in args.checkpoints:
@@ -44,6 +47,7 @@ def main() -> None:
             sig = signature(model)
             path = export(model, "onnx", Path(tmp) / "m.onnx").path
             sess = onnx_session(path, threads=torch.get_num_threads())
+            torch.set_num_threads(args.threads or torch.get_num_threads())  # the export's data step may change it
             for n in (1, 64):
                 x = random_batch(model, n)
                 call = sig.example(x)

@@ -80,7 +80,11 @@ def _huge_jpeg() -> bytes:
     return buf.getvalue()
 
 
-def test_every_bad_input_gets_its_4xx_and_the_server_keeps_answering(client, digit_jpeg):
+def test_every_bad_input_gets_its_4xx_and_the_server_keeps_answering(client, digit_jpeg, monkeypatch):
+    served = client.app.state.trainlab.served
+    decoded = []
+    real_decode = served.decode
+    monkeypatch.setattr(served, "decode", lambda data, *a: decoded.append(len(data)) or real_decode(data, *a))
     bad = [
         ("not an image", lambda: _jpeg(client, b"%PDF-1.4 this is not an image"), 400, "cannot decode image"),
         ("truncated JPEG", lambda: _jpeg(client, digit_jpeg[: len(digit_jpeg) // 2]), 400, "truncated"),
@@ -95,13 +99,13 @@ def test_every_bad_input_gets_its_4xx_and_the_server_keeps_answering(client, dig
         ("generate on a classifier", lambda: client.post("/generate", json={"prompt": "a"}), 400, "POST /predict"),
     ]
     for what, send, status, words in bad:
-        t = time.perf_counter()
+        decoded.clear()
         r = send()
         assert r.status_code == status, (what, r.status_code, r.text)
         body = r.json()
         assert body["status"] == status and words in body["error"], (what, body)
         if what == "10000x10000":
-            assert time.perf_counter() - t < 2.0, "refused from the header, not after decoding 100 MP"
+            assert decoded == [], "refused from the header, before the decoder saw it"
         assert client.get("/health").json()["status"] == "ok"
         assert _jpeg(client, digit_jpeg).status_code == 200, f"the server stopped answering after: {what}"
     assert client.get("/health").json()["errors"] >= len(bad)
@@ -129,9 +133,10 @@ def _concurrent(app, data: bytes, n: int) -> list[int]:
     return asyncio.run(go())
 
 
-@pytest.mark.parametrize("batch_ms", [0, 50])
+@pytest.mark.parametrize("batch_ms", [0, 2000])
 def test_micro_batching_gathers_concurrent_requests(mnist, digit_jpeg, batch_ms):
     run, _ = mnist
+    # a long wait: the batch closes when all 24 have arrived (no request is on its way), not on a clock
     app = create_app(run.best_checkpoint, ServeSettings(batch_ms=batch_ms, max_batch=64))
     assert _concurrent(app, digit_jpeg, 24) == [200] * 24
     stats = app.state.trainlab.batcher.stats
