@@ -156,3 +156,20 @@ def test_export_cli(mnist_run, capsys):
     out = capsys.readouterr().out
     assert "max abs diff" in out and "top-1 agreement 100.0%" in out
     assert (mnist_run.dir / "export" / "best.onnx").is_file() and (mnist_run.dir / "export" / "best.onnx.md").is_file()
+
+
+def test_a_video_export_is_served_and_predicts_a_clip(video_run, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from trainlab.inference.serve import create_app
+
+    res = _export(video_run, "onnx", tmp_path)
+    clip = sorted((video_run.dir.parent / "md").rglob("*.avi"))[0]
+    with TestClient(create_app(res.path)) as c:
+        got = c.post("/predict", files={"file": (clip.name, clip.read_bytes(), "video/x-msvideo")}).json()
+        assert c.get("/model").json()["input"] == "clip"
+        bad = c.post("/predict", content=b"not a video" * 50, headers={"content-type": "video/mp4"})
+    with TestClient(create_app(video_run.best_checkpoint)) as c:
+        want = c.post("/predict", files={"file": (clip.name, clip.read_bytes(), "video/x-msvideo")}).json()
+    assert got["prediction"] == want["prediction"] and got["prediction"] in ("down", "left", "right", "up")
+    assert bad.status_code == 400 and "cannot decode video" in bad.json()["error"]
