@@ -55,7 +55,7 @@ def payloads() -> dict:
 
 
 class Server:
-    def __init__(self, model: Path, batch_ms: float):
+    def __init__(self, model: Path, batch_ms: float, extra: tuple = ()):
         import httpx
 
         with socket.socket() as s:
@@ -63,7 +63,7 @@ class Server:
             self.port = s.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc = subprocess.Popen([sys.executable, "-m", "trainlab", "serve", str(model), "--port", str(self.port),
-                                      "--batch-ms", str(batch_ms)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                      "--batch-ms", str(batch_ms), *extra], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         for _ in range(300):
             try:
                 httpx.get(self.url + "/health", timeout=1)

@@ -55,6 +55,8 @@ def add_serve(sub):
     sv.add_argument("--batch-ms", type=nonneg_float, default=5.0,
                     help="micro-batching: how long the first request waits for others to join it (0: off)")
     sv.add_argument("--max-batch", type=positive_int, default=64, help="micro-batching: largest batch")
+    sv.add_argument("--threads", type=positive_int, default=None,
+                    help="intra-op threads of the model's forward pass (default: PyTorch's, one per core)")
     sv.add_argument("--device", default="cpu")
     add_trust(sv)
     return sv
@@ -63,7 +65,12 @@ def add_serve(sub):
 def cmd_serve(args) -> int:
     from ..inference.serve import ServeSettings, run_server
 
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     settings = ServeSettings(max_upload_mb=args.max_upload_mb, max_pixels=args.max_pixels, batch_ms=args.batch_ms,
-                             max_batch=args.max_batch, device=args.device, trust_class_path=args.trust_class_path)
+                             max_batch=args.max_batch, device=args.device, trust_class_path=args.trust_class_path,
+                             threads=args.threads)
     run_server(args.model, settings, host=args.host, port=args.port)
     return 0

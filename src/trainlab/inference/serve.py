@@ -38,6 +38,7 @@ class ServeSettings:
     max_words: int = 2000
     device: str = "cpu"
     trust_class_path: bool = False
+    threads: Optional[int] = None  # onnxruntime's intra-op threads (PyTorch's are set by the CLI)
 
 
 def _pixel_check(data: bytes, filename: str, max_pixels: int) -> None:
@@ -151,7 +152,7 @@ def create_app(model: str | Path | ServedModel, settings: Optional[ServeSettings
     """The FastAPI application serving ``model`` (a path, or a ServedModel already loaded)."""
     settings = settings or ServeSettings()
     served = model if isinstance(model, ServedModel) else load_served(model, settings.device,
-                                                                      settings.trust_class_path)
+                                                                      settings.trust_class_path, settings.threads)
     return build_app(App(served, settings))
 
 
