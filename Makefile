@@ -16,8 +16,8 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/trainlab train recipes/demo.yaml --report
-	@echo "next: a whole lab in one command, e.g. the MNIST optimizer x schedule grid (docs/sweeps-and-scale.md):"
-	@echo "  $(BIN)/trainlab sweep recipes/mnist-optim-grid.yaml data.name=mnist5k data.test_fraction=0.2 train.epochs=3"
+	@echo "next: a whole lab in one command, e.g. the MNIST optimizer x schedule grid in its few-minutes variant (docs/labs.md):"
+	@echo "  $(BIN)/trainlab lab recipes/labs/mnist-optimizers.yaml --quick"
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -48,6 +48,7 @@ APPEND = {
     "eval": ["data.max_samples=64", "data.max_tokens=4000"],
     "diff": ["--sheet", "8", "data.max_samples=64"],
     "sweep": ["--seeds", "1", *TINY],
+    "lab": ["--seeds", "1", *TINY],
     "speedrun": ["--runs", "1", "--baseline-seconds", "1", *TINY],
     "bench": ["--steps", "2", "data.max_samples=64"],
 }

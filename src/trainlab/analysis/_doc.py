@@ -20,9 +20,11 @@ h1{font-size:1.6em;border-bottom:2px solid #ddd;padding-bottom:.2em} h2{margin-t
 table{border-collapse:collapse;margin:.6em 0;font-size:.9em} th,td{border:1px solid #ccc;padding:.25em .6em}
 th{background:#f3f3f3;text-align:left} td.num{text-align:right;font-variant-numeric:tabular-nums}
 pre{background:#f7f7f7;padding:.7em;overflow-x:auto;font-size:.82em;border:1px solid #e3e3e3}
+pre.wrap{white-space:pre-wrap;overflow-wrap:break-word}
 img{max-width:100%;height:auto;border:1px solid #eee;margin:.4em 0;vertical-align:top}
 img.half{width:49.5%}
-.wide{overflow-x:auto} .note{color:#555;font-size:.9em} details{margin:.6em 0} summary{cursor:pointer;font-weight:600}
+.wide{overflow-x:auto} .fit table{width:100%} .fit td,.fit th{overflow-wrap:break-word;font-size:.95em}
+.fit td{max-width:22em} .note{color:#555;font-size:.9em} details{margin:.6em 0} summary{cursor:pointer;font-weight:600}
 """
 
 _NUMBER = re.compile(r"^[-+]?[\d,]*\.?\d+(e[-+]?\d+)?%?$|^[-+]?[\d,]+$")
@@ -45,18 +47,21 @@ class Doc:
         self.html.append(f"<p{cls}>{html.escape(text)}</p>")
         self.md.append(f"{'_' + text + '_' if note else text}\n")
 
-    def pre(self, text: str) -> None:
-        self.html.append(f"<pre>{html.escape(text)}</pre>")
+    def pre(self, text: str, wrap: bool = False) -> None:
+        """``wrap``: long lines wrap (prose, generated text) instead of scrolling (tables, code)."""
+        cls = ' class="wrap"' if wrap else ""
+        self.html.append(f"<pre{cls}>{html.escape(text)}</pre>")
         self.md.append(f"```\n{text}\n```\n")
 
-    def table(self, headers: list[str], rows: list[list]) -> None:
+    def table(self, headers: list[str], rows: list[list], fit: bool = False) -> None:
+        """``fit``: the table takes the page's width and its cells wrap (no horizontal scrolling)."""
         cells = [[_cell(v) for v in row] for row in rows]
         # long dotted config keys may break after a dot instead of widening the table
         head = "".join(f"<th>{html.escape(h).replace('.', '.<wbr>')}</th>" for h in headers)
         body = "".join("<tr>" + "".join(
             f'<td class="num">{html.escape(c)}</td>' if _NUMBER.match(c) else f"<td>{html.escape(c)}</td>"
             for c in row) + "</tr>" for row in cells)
-        self.html.append(f'<div class="wide"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>')
+        self.html.append(f'<div class="{"fit" if fit else "wide"}"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>')
         esc = lambda c: c.replace("|", "\\|")  # noqa: E731
         self.md.append("| " + " | ".join(map(esc, headers)) + " |\n|" + "---|" * len(headers) + "\n" +
                        "".join("| " + " | ".join(map(esc, row)) + " |\n" for row in cells))

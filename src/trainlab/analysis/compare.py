@@ -25,6 +25,32 @@ def differing_keys(runs: list[RunData]) -> list[str]:
     return [k for k in keys if k not in IGNORED_KEYS and len({repr(f.get(k)) for f in flats}) > 1]
 
 
+GENERIC = ("name", "size", "root", "weights", "dir")  # keys that say little without their section
+
+
+def labels_by_difference(runs: list[RunData], most: int = 3) -> list[str] | None:
+    """Names for runs compared side by side, from what differs between them, never a timestamp:
+    the recipe's name where recipes differ, then, among runs of one recipe, up to ``most`` keys that
+    differ as ``key=value`` (the key's last part where that is unambiguous). None where two runs
+    would share a name (their configs are the same): the folder names then tell them apart."""
+    recipes = [(r.config.get("run") or {}).get("name", "run") for r in runs]
+    out = list(recipes) if len(set(recipes)) > 1 else [""] * len(runs)
+    for recipe in set(recipes):
+        group = [i for i, x in enumerate(recipes) if x == recipe]
+        if len(group) < 2:
+            continue
+        members = [runs[i] for i in group]
+        diff = [k for k in differing_keys(members) if not k.startswith("run.")]
+        tails = [k.rsplit(".", 1)[-1] for k in diff]
+        short = {k: t if tails.count(t) == 1 and t not in GENERIC else k for k, t in zip(diff, tails)}
+        for i, r in zip(group, members):
+            f = flatten(r.config)
+            bits = [f"{short[k]}={_short(f.get(k))}" for k in diff[:most]]
+            bits += [f"+{len(diff) - most} more"] if len(diff) > most else []
+            out[i] = ": ".join(x for x in (out[i], ", ".join(bits)) if x)
+    return out if all(out) and len(set(out)) == len(out) else None
+
+
 def primary_metric(run: RunData) -> str | None:
     """The monitored metric if the test record has it, else the first non-loss metric."""
     key = run.monitor.split(".", 1)[-1]

@@ -15,18 +15,24 @@ import yaml
 
 from . import plots
 from ._doc import Doc
-from .compare import ranking
+from .compare import labels_by_difference, ranking
 from .rundata import OVERFIT_RULE, RunData, run_labels
 
 LOG = logging.getLogger("trainlab")
 
 
 def write_report(run_dirs: list, out: str | Path | None = None, title: str | None = None,
-                 preface: list = ()) -> tuple[Path, Path]:
-    """``preface``: (heading, note, headers, rows) tables shown before a comparison (a sweep's cells)."""
+                 preface: list = (), sections=None, labels: list | None = None) -> tuple[Path, Path]:
+    """``preface``: (heading, note, headers, rows) tables shown before a comparison (a sweep's cells).
+    ``sections(doc, runs)``: a lab's own sections, in place of the ranking and overlaid curves
+    (each run's details still follow). ``labels``: the runs' names (default: their folders)."""
     paths = [Path(p) for p in run_dirs]
-    labels = run_labels(paths)
+    given = labels
+    labels = labels or run_labels(paths)
     runs = [RunData.load(p, label) for p, label in zip(paths, labels)]
+    if given is None and len(runs) > 1:  # named by what differs, not by their timestamped folders
+        for r, name in zip(runs, labels_by_difference(runs) or labels):
+            r.label = name
     if out is None:
         out = paths[0] / "report.html" if len(runs) == 1 else Path("report.html")
     out = Path(out)
@@ -42,7 +48,11 @@ def write_report(run_dirs: list, out: str | Path | None = None, title: str | Non
             doc.heading(heading, 2)
             doc.para(note, note=True)
             doc.table(headers, rows)
-        _comparison(doc, runs, models)
+        if sections is not None:
+            sections(doc, runs)
+            run_details(doc, runs, models)
+        else:
+            _comparison(doc, runs, models)
     return doc.write(out)
 
 
@@ -114,10 +124,24 @@ def _final_table(doc: Doc, run: RunData) -> None:
             rows.append([f"valid at last epoch {last}", *[_fmt(m, rec.get(m)) for m in metrics], rec.get(run.unit)])
     if run.final:
         named = f" = {run.final['split_name']}" if run.final.get("split_name") else ""
+        n = run.final.get(run.unit) if run.unit == "samples" else None
         rows.append([f"test{named}, {run.final.get('weights') or 'best checkpoint'} ({run.final.get('checkpoint')})",
-                     *[_fmt(m, run.final.get(m)) for m in metrics], run.final.get(run.unit)])
+                     *[_with_interval(m, run.final.get(m), n) for m in metrics], run.final.get(run.unit)])
     headers = ["evaluation", *[f"{m} (%)" if plots.percent(m) else m for m in metrics], run.unit]
     doc.table(headers, rows)
+    if run.final and any(plots.percent(m) for m in metrics):
+        doc.para("Test accuracies carry their 95% Wilson interval over the test samples in brackets: how far "
+                 "the figure could move on another test set of the same size.", note=True)
+
+
+def _with_interval(metric: str, v, n):
+    """A test accuracy with its 95% Wilson interval over the n test samples: '95.50 [94.0, 96.6]'."""
+    if v is None or not n or not plots.percent(metric):
+        return _fmt(metric, v)
+    from .stats import wilson
+
+    lo, hi = wilson(round(v * n), int(n))
+    return f"{v * 100:.2f} [{lo * 100:.1f}, {hi * 100:.1f}]"
 
 
 def _fmt(metric: str, v):
@@ -200,6 +224,10 @@ def _comparison(doc: Doc, runs: list[RunData], models: dict) -> None:
         doc.image("compare_lr.png", plots.lr_figure(runs), "learning rate per epoch, all runs", half=True)
     doc.heading("Time per epoch and throughput", 2)
     doc.image("compare_timing.png", plots.timing_figure(runs), "time per epoch and samples per second, all runs")
+    run_details(doc, runs, models)
+
+
+def run_details(doc: Doc, runs: list[RunData], models: dict) -> None:
     doc.heading("Runs in detail", 2)
     for r in runs:
         doc.open_details(f"{r.label}")

@@ -29,3 +29,14 @@ def mcnemar(b: int, c: int, exact: bool | None = None) -> dict:
     chi2 = (abs(b - c) - 1) ** 2 / n
     p = math.erfc(math.sqrt(chi2 / 2))  # survival function of chi-square with 1 degree of freedom
     return {"b": b, "c": c, "method": "chi-square with continuity correction", "statistic": chi2, "p_value": p}
+
+
+def wilson(successes: float, n: int, z: float = 1.959964) -> tuple[float, float]:
+    """The Wilson score interval of a binomial proportion (95% by default): good at small n and
+    near 0 or 1, where the normal approximation's p +- z*sqrt(p(1-p)/n) leaves [0, 1]."""
+    if n <= 0:
+        return float("nan"), float("nan")
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)

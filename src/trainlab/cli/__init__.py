@@ -26,6 +26,7 @@ COMMANDS = (
     (analysis.add_summary, analysis.cmd_summary),
     (analysis.add_report, analysis.cmd_report),
     (sweep.add_sweep, sweep.cmd_sweep),
+    (sweep.add_lab, sweep.cmd_lab),
     (sweep.add_bench, sweep.cmd_bench),
     (analysis.add_diff, analysis.cmd_diff),
     (misc.add_prepare, misc.cmd_prepare),

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
+from ..errors import ConfigError
 from ._common import add_overrides, nonneg_int, positive_int
 
 
@@ -24,13 +26,51 @@ def add_sweep(sub):
     sw.add_argument("--storage", help="search: Optuna storage URL (default sqlite:///OUT/study.db); "
                                       "a shared PostgreSQL/MySQL URL lets several machines work on one study")
     sw.add_argument("--study", help="search: study name (default: the sweep folder's name)")
+    sw.add_argument("--quick", action="store_true", help="a lab file: its quick variant (minutes on 2 CPU cores)")
     return sw
+
+
+def add_lab(sub):
+    lab = sub.add_parser("lab", help="run a whole lab (recipes/labs/*.yaml): every run, its deliverables, one report")
+    lab.add_argument("file", help="a lab file, e.g. recipes/labs/catsdogs.yaml")
+    add_overrides(lab, "overrides for every run, e.g. data.max_samples=64")
+    lab.add_argument("--quick", action="store_true", help="the lab's quick variant (minutes on 2 CPU cores; "
+                                                           "its own folder sweeps/<lab>-quick)")
+    lab.add_argument("--parallel", type=positive_int, default=1, help="runs at a time (threads per run: cores // N)")
+    lab.add_argument("--seeds", help="seeds per configuration: a count or a list (default: the lab file's)")
+    lab.add_argument("--out", help="lab folder (default: sweeps/<lab>[-quick]); the same folder resumes")
+    return lab
+
+
+def cmd_lab(args) -> int:
+    from ..sweep import lab
+    from ..sweep.results import cell_table
+
+    sw, info = lab.from_file(args.file, args.quick, args.overrides, args.seeds, args.out)
+    result = lab.run_lab(sw, info, args.parallel, " ".join(args.argv))
+    headers, rows = cell_table(result["cells"])
+    print("  ".join(headers))
+    for r in rows:
+        print("  ".join("" if v is None else str(v).removeprefix("config=") for v in r))
+    print(f"results: {result['results']}" + (f"; report: {result['report']}" if result.get("report") else ""))
+    if result.get("report"):
+        print(f"open it: xdg-open {result['report']}   (or any browser; it is one self-contained file)")
+    return _unfinished(result["runs"])
 
 
 def cmd_sweep(args) -> int:
     from .. import sweep
+    from ..config import read_recipe
+    from ..sweep.lab import is_lab
     from ..sweep.results import cell_table
 
+    if Path(args.target).is_file() and is_lab(read_recipe(args.target)):
+        if args.grid or args.search:
+            raise ConfigError(f"{args.target} is a lab file: its runs are listed in it (no --grid or --search)")
+        args.file = args.target
+        return cmd_lab(args)
+    if args.quick:
+        raise ConfigError("--quick is for lab files (recipes/labs/*.yaml)")
     search = None
     if args.search:
         search = {"method": args.search, "trials": args.trials, "objective": args.objective,

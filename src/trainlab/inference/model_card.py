@@ -5,12 +5,12 @@ training data and time, how to load the file."""
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import yaml
 
 from .. import atomic
+from ..analysis.stats import wilson
 
 FORMAT_VERSION = 1
 
@@ -37,16 +37,6 @@ def export_meta(model, sig, fmt: str) -> dict:
     return out
 
 
-def wilson(p: float, n: int, z: float = 1.96) -> tuple[float, float]:
-    """95% Wilson score interval of a proportion ``p`` measured on ``n`` samples."""
-    if n <= 0:
-        return (float("nan"), float("nan"))
-    d = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / d
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
-    return (max(0.0, centre - half), min(1.0, centre + half))
-
-
 def _run_facts(checkpoint) -> dict:
     """The run directory's final test record and timing, when the checkpoint still sits in its run."""
     if checkpoint is None:
@@ -70,7 +60,7 @@ def _metrics_lines(test: dict | None, unit: str) -> list[str]:
     lines = ["| metric | value | 95% interval |", "| --- | --- | --- |"]
     for k, v in test.items():
         if k.startswith("acc") and isinstance(v, float):
-            lo, hi = wilson(v, n)
+            lo, hi = wilson(v * n, n)
             lines.append(f"| {k} | {v:.4f} | [{lo:.4f}, {hi:.4f}] (Wilson, n={n}) |")
         elif k in ("loss", "ppl") and isinstance(v, float):
             lines.append(f"| {k} | {v:.4f} | not computed (needs per-{unit[:-1] or 'sample'} losses) |")

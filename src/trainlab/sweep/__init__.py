@@ -50,6 +50,8 @@ class RunSpec:
     overrides: dict            # dotted key -> value, presets expanded, seed included
     labels: dict               # grid key -> the value as written (the cell's coordinates)
     seed: Optional[int] = None
+    recipe: Optional[dict] = None  # a lab's named run has its own recipe; None: the sweep's
+    after: tuple = ()          # named runs whose checkpoints this one uses (run first)
 
     @property
     def cell(self) -> str:
@@ -65,9 +67,15 @@ class Sweep:
     overrides: dict = field(default_factory=dict)   # fixed for every run
     presets: dict = field(default_factory=dict)
     search: Optional[dict] = None
+    named: dict = field(default_factory=dict)       # a lab's runs: name -> {recipe: dict, overrides: dict}
 
     def runs(self) -> list[RunSpec]:
-        """The grid x seeds, in a fixed order, each validated as a config (names the bad key)."""
+        """The grid x seeds (or a lab's named runs x seeds), in a fixed order, each validated as a
+        config (names the bad key)."""
+        if self.named:
+            from .lab import named_specs
+
+            return named_specs(self)
         keys = list(self.grid)
         out = []
         for combo in itertools.product(*(self.grid[k] for k in keys)):
@@ -79,7 +87,7 @@ class Sweep:
                 if seed is not None:
                     ov["train.seed"] = seed
                 out.append(RunSpec(run_name(labels, seed), ov, labels, seed))
-        _check_distinct(out)
+        check_distinct(out)
         for r in out:
             self.check(r.overrides, f"run {r.name}")
         return out
@@ -90,18 +98,18 @@ class Sweep:
         bundle = {**PRESETS.get(key, {}), **self.presets.get(key, {})}.get(value)
         return dict(bundle) if isinstance(bundle, dict) else {key: value}
 
-    def check(self, overrides: dict, where: str) -> config_mod.Config:
+    def check(self, overrides: dict, where: str, recipe: Optional[dict] = None) -> config_mod.Config:
         try:
-            return config_mod.load(self.recipe, overrides)
+            return config_mod.load(self.recipe if recipe is None else recipe, overrides)
         except ConfigError as e:
             raise ConfigError(f"{where}: {e}") from None
 
     def manifest(self) -> dict:
         return {"recipe": self.recipe, "grid": self.grid, "seeds": self.seeds, "overrides": self.overrides,
-                "presets": self.presets, "search": self.search}
+                "presets": self.presets, "search": self.search, **({"runs": self.named} if self.named else {})}
 
 
-def _check_distinct(specs: list) -> None:
+def check_distinct(specs: list) -> None:
     """Two grid points that would share a run folder (a value listed twice, or values that become the
     same folder name) would mix their runs: refused before anything runs."""
     seen: dict[str, RunSpec] = {}
@@ -181,13 +189,18 @@ def parse_seeds(text) -> list[int]:
 
 def is_sweep_file(path: str | Path) -> bool:
     data = config_mod.read_recipe(path)
-    return "recipe" in data or "grid" in data or "search" in data
+    return "recipe" in data or "grid" in data or "search" in data or "runs" in data or "lab" in data
 
 
-def from_args(target: str, grid_items=(), overrides=(), seeds=None, out=None, search=None) -> Sweep:
-    """A Sweep from a recipe or a sweep YAML plus command-line grid items and overrides."""
+def from_args(target: str, grid_items=(), overrides=(), seeds=None, out=None, search=None,
+              _lab_spec: Optional[dict] = None) -> Sweep:
+    """A Sweep from a recipe or a sweep YAML plus command-line grid items and overrides (a lab
+    file's grid is read by ``lab.from_file``, which hands its variant's keys in ``_lab_spec``)."""
     spec, base_dir = {}, Path(".")
-    if is_sweep_file(target):
+    if _lab_spec is not None:
+        spec, base_dir = _lab_spec, Path(target).parent
+        recipe_path, default_out = base_dir / spec["recipe"], Path(spec["out"])
+    elif is_sweep_file(target):
         spec, base_dir = config_mod.read_recipe(target), Path(target).parent
         unknown = [k for k in spec if k not in SWEEP_KEYS]
         if unknown:
@@ -231,15 +244,17 @@ def prepare_dir(sweep: Sweep) -> None:
     manifest = sweep.manifest()
     if path.exists():
         old = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        same = {k: old.get(k) for k in ("recipe", "grid", "seeds", "overrides", "presets")} == \
-            {k: manifest[k] for k in ("recipe", "grid", "seeds", "overrides", "presets")}
-        if not same:
+        keys = ("recipe", "grid", "seeds", "overrides", "presets", "runs")
+        if {k: old.get(k) for k in keys} != {k: manifest.get(k) for k in keys}:
             raise ConfigError(f"{sweep.out} holds another sweep (its sweep.yaml differs in recipe, grid, seeds, "
-                              f"overrides or presets); use another --out or delete the folder")
+                              f"overrides, presets or runs); use another --out or delete the folder")
         if old.get("search") != manifest["search"]:
             LOG.info("search settings changed since the last start: %s -> %s", old.get("search"), manifest["search"])
     _write_atomic(path, yaml.safe_dump(manifest, sort_keys=False))  # a second worker may be reading it
     _write_atomic(sweep.out / "recipe.yaml", yaml.safe_dump(sweep.recipe, sort_keys=False))
+    for name, run in sweep.named.items():  # each named run's own recipe, beside the shared one
+        (sweep.out / "recipes").mkdir(exist_ok=True)
+        _write_atomic(sweep.out / "recipes" / f"{name}.yaml", yaml.safe_dump(run["recipe"], sort_keys=False))
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -255,7 +270,7 @@ def run_sweep(sweep: Sweep, parallel: int = 1) -> dict:
     from ._exec import Executor
     from .results import write_results
 
-    if not sweep.grid and not sweep.seeds:
+    if not sweep.grid and not sweep.seeds and not sweep.named:
         raise ConfigError("nothing to sweep: give --grid key=v1,v2 (two or more values) and/or --seeds N")
     specs = sweep.runs()
     prepare_dir(sweep)

@@ -65,27 +65,43 @@ class Executor:
         return self.out / "runs" / name
 
     def run_all(self, specs: list) -> dict:
-        """{name: 'done' | 'skipped (finished)' | 'failed (...)' | 'interrupted'}."""
+        """{name: 'done' | 'skipped (finished)' | 'failed (...)' | 'interrupted'}. Runs that use
+        another run's checkpoint (a lab's ``after``) start once that run is done."""
         todo = [s for s in specs if not is_finished(self.run_dir(s.name))]
         status = {s.name: "done" for s in specs if s not in todo}
         LOG.info("sweep %s: %d run(s), %d finished already, %d to run, %d at a time, %d thread(s) each",
                  self.out, len(specs), len(specs) - len(todo), len(todo), self.parallel, self.threads)
         with ThreadPoolExecutor(self.parallel) as pool, stop_signals_interrupt():
             try:
-                for spec, result in zip(todo, pool.map(lambda s: self.run_one(s.name, s.overrides), todo)):
-                    status[spec.name] = result
+                while todo:
+                    ready = [s for s in todo if all(status.get(a) == "done" for a in s.after)]
+                    blocked = [s for s in todo if any(status.get(a, "done") != "done" for a in s.after)
+                               and all(a in status for a in s.after)]
+                    for s in blocked:  # what it needs failed: it cannot start
+                        status[s.name] = f"not started ({', '.join(a for a in s.after if status[a] != 'done')} " \
+                                         f"did not finish)"
+                    if not ready:
+                        break
+                    for spec, result in zip(ready, pool.map(self._start, ready)):
+                        status[spec.name] = result
+                    todo = [s for s in todo if s.name not in status]
             except KeyboardInterrupt:
                 self.stop()
                 raise
         return status
 
-    def run_one(self, name: str, overrides: dict, watch: Optional[Callable] = None) -> str:
+    def _start(self, spec) -> str:
+        recipe = self.out / "recipes" / f"{spec.labels['config']}.yaml" if spec.recipe is not None else None
+        return self.run_one(spec.name, spec.overrides, recipe=recipe)
+
+    def run_one(self, name: str, overrides: dict, watch: Optional[Callable] = None,
+                recipe: Optional[Path] = None) -> str:
         """Run one training process to its end; ``watch(proc, run_dir)`` polls it (Optuna pruning)."""
         if self._stopping:
             return "interrupted"
         run_dir = self.run_dir(name)
         run_dir.mkdir(parents=True, exist_ok=True)
-        cmd = train_command(self.out / "recipe.yaml", run_dir, overrides, self.threads)
+        cmd = train_command(recipe or self.out / "recipe.yaml", run_dir, overrides, self.threads)
         started = time.time()
         with open(run_dir / "sweep.log", "a", encoding="utf-8") as log:
             env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [_src(), os.environ.get("PYTHONPATH")]))}

@@ -89,17 +89,15 @@ def _round(v):
     return round(v, 6) if isinstance(v, float) else v
 
 
-def write_results(sweep, specs: list, statuses: dict, grid_keys: list | None = None) -> dict:
+def write_results(sweep, specs: list, statuses: dict, grid_keys: list | None = None, report: bool = True) -> dict:
     out = sweep.out
     rows = run_rows(specs, out, statuses)
     grid_keys = list(sweep.grid) if grid_keys is None else grid_keys
     cells = cell_rows(rows, grid_keys)
     _write_csv(out / "runs.csv", rows, ["run", "cell", *grid_keys, "seed", "status"])
     _write_csv(out / "results.csv", cells, ["rank", "cell", *grid_keys, "runs", "of"])
-    report = None
     dirs = [out / "runs" / r["run"] for r in rows if r.get("best") is not None and r.get("finished")]
-    if dirs:
-        report = _report(out, dirs, cells)
+    report = _report(out, dirs, cells) if dirs and report else None
     return {"runs": rows, "cells": cells, "results": out / "results.csv", "report": report}
 
 
