@@ -173,3 +173,18 @@ def test_a_video_export_is_served_and_predicts_a_clip(video_run, tmp_path):
         want = c.post("/predict", files={"file": (clip.name, clip.read_bytes(), "video/x-msvideo")}).json()
     assert got["prediction"] == want["prediction"] and got["prediction"] in ("down", "left", "right", "up")
     assert bad.status_code == 400 and "cannot decode video" in bad.json()["error"]
+
+
+@pytest.mark.parametrize("family", ["lstm", "transformer"])
+def test_an_onnx_lm_generates_the_checkpoints_text(tiny_lm, lm_runs, tmp_path, family):
+    from trainlab.data.vocab import Vocab
+    from trainlab.inference.generate import generate
+    from trainlab.inference.served import load_served
+
+    run = tiny_lm if family == "lstm" else lm_runs["transformer"]
+    res = _export(run, "onnx", tmp_path)
+    model = trainlab.load(run.best_checkpoint)
+    kw = dict(prompt="the cat", temperature=0.9, seed=4)
+    want = "".join(generate(model, Vocab.from_meta(model.trainlab_meta), 15, **kw))
+    served = load_served(res.path)
+    assert "".join(generate(served.generator(), served.vocab(), 15, **kw)) == want

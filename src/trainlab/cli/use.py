@@ -54,7 +54,7 @@ def _predict_onnx(args) -> list[dict]:
 
 def add_generate(sub):
     g = sub.add_parser("generate", help="sample text from a language-model checkpoint (streamed)")
-    g.add_argument("checkpoint")
+    g.add_argument("checkpoint", help="a checkpoint (.pt) or an ONNX export (.onnx) of trainlab export")
     g.add_argument("--words", type=positive_int, default=100, help="tokens to generate (characters for a char model)")
     g.add_argument("--temperature", type=nonneg_float, default=1.0, help="softmax temperature; 0 is greedy")
     g.add_argument("--top-k", type=positive_int, default=None, help="sample among the k most likely tokens")
@@ -78,11 +78,17 @@ def cmd_generate(args) -> int:
 
     if args.out:
         args.out = str(choose_output(args.out, "generated.txt", args.force))  # the name a folder --out is told to use
-    model = api.load(args.checkpoint, device=args.device, trust_class_path=args.trust_class_path)
-    if model.trainlab_config.task.name != "language_model":
-        raise ConfigError(f"{args.checkpoint} is a {model.trainlab_config.task.name} checkpoint: trainlab generate "
-                          f"samples text from a language model; use trainlab predict for images and clips")
-    vocab = Vocab.from_meta(model.trainlab_meta)
+    if args.checkpoint.lower().endswith(".onnx"):  # an export of trainlab export: onnxruntime on the CPU
+        from ..inference.served import load_served
+
+        served = load_served(args.checkpoint)
+        model, vocab = served.generator(), served.vocab()
+    else:
+        model = api.load(args.checkpoint, device=args.device, trust_class_path=args.trust_class_path)
+        if model.trainlab_config.task.name != "language_model":
+            raise ConfigError(f"{args.checkpoint} is a {model.trainlab_config.task.name} checkpoint: trainlab "
+                              f"generate samples text from a language model; use trainlab predict for images and clips")
+        vocab = Vocab.from_meta(model.trainlab_meta)
     pieces = generate(model, vocab, args.words, prompt=args.prompt or "", temperature=args.temperature,
                       top_k=args.top_k, top_p=args.top_p, seed=args.seed)
     if args.prompt:
