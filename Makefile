@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.trainlab-installed
 
-.PHONY: demo test test-all install clean postgres
+.PHONY: demo test test-all test-browser install clean postgres chromium
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,6 +24,15 @@ test: $(STAMP)
 
 test-all: $(STAMP)
 	$(BIN)/python -m pytest -q -m ""
+
+# The browser test of `trainlab serve`'s page (tests/test_browser.py): Debian's chromium, driven by
+# playwright (the Python package only: it uses that chromium, and downloads no browser of its own)
+chromium:
+	command -v chromium >/dev/null || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; }
+
+test-browser: $(STAMP) chromium
+	$(BIN)/python -m pip install -q -e ".[dev,browser]"
+	$(BIN)/python -m pytest -q -m slow tests/test_browser.py
 
 # PostgreSQL server binaries for tests/test_postgres_study.py (a throwaway server, no system
 # service is started); Debian installs them under /usr/lib/postgresql/VERSION/bin, off PATH

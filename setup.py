@@ -7,5 +7,5 @@ from setuptools import find_packages, setup
 setup(
     packages=[*find_packages("src"), "trainlab.recipes"],
     package_dir={"": "src", "trainlab.recipes": "recipes"},
-    package_data={"trainlab.recipes": ["*.yaml"]},
+    package_data={"trainlab.recipes": ["*.yaml"], "trainlab.inference": ["static/*.html"]},
 )

@@ -8,6 +8,8 @@ test runs every one, in doc order, in a scratch folder laid out like a checkout 
 appended to the line (`train.epochs=1 data.max_samples=64 ...`, `--runs 1`, `--steps 2`),
 and placeholders (`<timestamp>`, `CKPT_A`, `my_digits/`) become artefacts made first: the
 newest run of that recipe (trained on demand), two tiny MNIST checkpoints, a folder of digits.
+`trainlab serve` starts in the background (on a free loopback port standing for the doc's) and
+the `curl` lines after it run against it, each of them required to succeed (`curl -f`).
 """
 
 from __future__ import annotations
@@ -15,8 +17,11 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import shutil
+import socket
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,7 +61,8 @@ class DocCommand:
     argv: tuple  # after `trainlab`
 
 
-def doc_commands() -> list[DocCommand]:
+def doc_commands(programs: tuple = ("trainlab",)) -> list[DocCommand]:
+    """Lines of fenced blocks that run ``programs``; argv drops the program name for trainlab only."""
     out = []
     for path in DOCS:
         lines, fenced, i = path.read_text(encoding="utf-8").splitlines(), False, 0
@@ -64,19 +70,22 @@ def doc_commands() -> list[DocCommand]:
             text = lines[i].strip()
             if text.startswith("```"):
                 fenced = not fenced
-            elif fenced and text.removeprefix("$ ").startswith("trainlab "):
+            elif fenced and text.removeprefix("$ ").startswith(tuple(p + " " for p in programs)):
                 text, start = text.removeprefix("$ "), i
                 while text.endswith("\\") and i + 1 < len(lines):
                     i += 1
                     text = text[:-1].rstrip() + " " + lines[i].strip()
                 argv = shlex.split(text, comments=True)
-                out.append(DocCommand(f"{path.relative_to(REPO)}:{start + 1}", " ".join(argv), tuple(argv[1:])))
+                args = tuple(argv[1:]) if argv[0] == "trainlab" else tuple(argv)
+                out.append(DocCommand(f"{path.relative_to(REPO)}:{start + 1}", " ".join(argv), args))
             i += 1
     return out
 
 
 COMMANDS = doc_commands()
 IDS = [c.where for c in COMMANDS]
+# with the curl lines that talk to a `trainlab serve` above them, in doc order (the slow test)
+RUNNABLE = doc_commands(("trainlab", "curl"))
 
 
 def test_the_docs_have_commands_and_the_lists_name_real_ones():
@@ -105,9 +114,51 @@ class Workspace:
         (root / "shared").mkdir()
         (root / "shared" / "data").symlink_to(SHARED)  # ../shared/data, as the recipes say
         (root / "tmp").mkdir()
+        self.servers, self.ports = [], {}
+
+    def port(self, doc_port: str) -> str:
+        """A free loopback port standing for the doc's ``doc_port``."""
+        if doc_port not in self.ports:
+            with socket.socket() as sock:
+                sock.bind(("127.0.0.1", 0))
+                self.ports[doc_port] = str(sock.getsockname()[1])
+        return self.ports[doc_port]
+
+    def serve(self, argv: list[str]) -> int:
+        """`trainlab serve` in the background, until the module's tests end; 0 once /health answers."""
+        import httpx
+
+        i = argv.index("--port") + 1 if "--port" in argv else None
+        port = self.port(argv[i] if i else "8000")
+        argv = [*argv[:i], port, *argv[i + 1:]] if i else [*argv, "--port", port]
+        proc = subprocess.Popen([sys.executable, "-m", "trainlab", *argv], cwd=self.cwd)
+        self.servers.append(proc)
+        for _ in range(300):
+            if proc.poll() is not None:
+                return proc.returncode
+            try:
+                httpx.get(f"http://127.0.0.1:{port}/health", timeout=1)
+                return 0
+            except httpx.TransportError:
+                time.sleep(0.1)
+        return 1
+
+    def curl(self, argv: list[str]) -> int:
+        if any("my_digits/" in t for t in argv):
+            self.digits()
+        argv = [re.sub(r"127\.0\.0\.1:(\d+)", lambda m: f"127.0.0.1:{self.port(m.group(1))}", t) for t in argv]
+        return subprocess.run(argv, cwd=self.cwd, timeout=120).returncode
+
+    def stop_servers(self) -> None:
+        for proc in self.servers:
+            proc.terminate()
+            proc.wait(10)
 
     def run(self, argv: list[str]) -> int:
         import torch
+
+        if argv[0] == "serve":
+            return self.serve(argv)
 
         from trainlab.cli import main
 
@@ -190,7 +241,9 @@ def workspace(tmp_path_factory, monkeypatch_module):
         pytest.skip(f"the doc commands read ../shared/data; not found at {SHARED}")
     # torchrun and sweep children import this same trainlab, from any folder
     monkeypatch_module.setenv("PYTHONPATH", os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")]))
-    return Workspace(tmp_path_factory.mktemp("docs"))
+    ws = Workspace(tmp_path_factory.mktemp("docs"))
+    yield ws
+    ws.stop_servers()
 
 
 @pytest.fixture(scope="module")
@@ -203,6 +256,12 @@ def monkeypatch_module():
 def _run(cmd: DocCommand, workspace: Workspace):
     if cmd.line in CANNOT_RUN:
         pytest.skip(CANNOT_RUN[cmd.line])
+    if cmd.argv[0] == "curl":
+        if shutil.which("curl") is None:
+            pytest.skip("no curl on this machine")
+        rc = workspace.curl(list(cmd.argv))
+        assert rc == 0, f"{cmd.where}: `{cmd.line}` exited {rc} (22: an HTTP error)"
+        return
     argv = workspace.argv(cmd)
     rc = workspace.run(argv)
     assert rc == EXPECTED_RC.get(cmd.line, 0), f"{cmd.where}: `trainlab {' '.join(argv)}` exited {rc}"
@@ -215,7 +274,7 @@ def test_quick_doc_commands_run(cmd, workspace):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("cmd", [c for c in COMMANDS if c.argv[0] not in QUICK and c.line not in EXPECTED_RC],
-                         ids=[c.where for c in COMMANDS if c.argv[0] not in QUICK and c.line not in EXPECTED_RC])
+@pytest.mark.parametrize("cmd", [c for c in RUNNABLE if c.argv[0] not in QUICK and c.line not in EXPECTED_RC],
+                         ids=[c.where for c in RUNNABLE if c.argv[0] not in QUICK and c.line not in EXPECTED_RC])
 def test_every_doc_command_runs(cmd, workspace):
     _run(cmd, workspace)

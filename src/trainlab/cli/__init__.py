@@ -12,7 +12,7 @@ import argparse
 import sys
 
 from ..errors import TrainlabError
-from . import analysis, misc, sweep, train, use
+from . import analysis, misc, ship, sweep, train, use
 from ._common import is_override, setup_logging
 
 # In the order `trainlab --help` lists them.
@@ -21,6 +21,8 @@ COMMANDS = (
     (train.add_eval, train.cmd_eval),
     (use.add_predict, use.cmd_predict),
     (use.add_generate, use.cmd_generate),
+    (ship.add_export, ship.cmd_export),
+    (ship.add_serve, ship.cmd_serve),
     (analysis.add_summary, analysis.cmd_summary),
     (analysis.add_report, analysis.cmd_report),
     (sweep.add_sweep, sweep.cmd_sweep),

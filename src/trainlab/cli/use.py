@@ -11,7 +11,7 @@ from ._common import add_force, add_trust, nonneg_float, positive_int, probabili
 
 def add_predict(sub):
     pr = sub.add_parser("predict", help="top-k classes for an image or video file, or a folder of them")
-    pr.add_argument("checkpoint")
+    pr.add_argument("checkpoint", help="a checkpoint (.pt) or an ONNX export (.onnx) of trainlab export")
     pr.add_argument("inputs", help="image file, video file (or frame folder), or a folder of them")
     pr.add_argument("--topk", type=positive_int, default=5)
     pr.add_argument("--out", help="CSV file (default: predictions.csv, or the next free predictions-N.csv)")
@@ -26,11 +26,14 @@ def cmd_predict(args) -> int:
     from ..inference.predict import list_inputs, predict_files, write_predictions_csv
 
     out = choose_output(args.out, "predictions.csv", args.force)  # before the work: a refusal costs nothing
-    model = api.load(args.checkpoint, device=args.device, trust_class_path=args.trust_class_path)
-    if model.trainlab_config.task.name == "language_model":
-        raise ConfigError(f"{args.checkpoint} is a language model: trainlab predict classifies images and "
-                          f"clips; use trainlab generate {args.checkpoint}")
-    rows = predict_files(model, list_inputs(model, args.inputs), topk=args.topk)
+    if args.checkpoint.lower().endswith(".onnx"):
+        rows = _predict_onnx(args)
+    else:
+        model = api.load(args.checkpoint, device=args.device, trust_class_path=args.trust_class_path)
+        if model.trainlab_config.task.name == "language_model":
+            raise ConfigError(f"{args.checkpoint} is a language model: trainlab predict classifies images and "
+                              f"clips; use trainlab generate {args.checkpoint}")
+        rows = predict_files(model, list_inputs(model, args.inputs), topk=args.topk)
     for r in rows:
         print(f"{r['path']}: " + ", ".join(f"{name} {p:.3f}" for name, p in r["top"]))
     out = write_predictions_csv(rows, out)
@@ -38,9 +41,20 @@ def cmd_predict(args) -> int:
     return 0
 
 
+def _predict_onnx(args) -> list[dict]:
+    """predict with an ONNX export (onnxruntime on the CPU)."""
+    from ..inference.predict import list_exported_inputs, predict_exported
+    from ..inference.served import load_served
+
+    served = load_served(args.checkpoint)
+    if served.is_lm:
+        raise ConfigError(f"{args.checkpoint} is a language model: trainlab predict classifies images and clips")
+    return predict_exported(served, list_exported_inputs(served, args.inputs), topk=args.topk)
+
+
 def add_generate(sub):
     g = sub.add_parser("generate", help="sample text from a language-model checkpoint (streamed)")
-    g.add_argument("checkpoint")
+    g.add_argument("checkpoint", help="a checkpoint (.pt) or an ONNX export (.onnx) of trainlab export")
     g.add_argument("--words", type=positive_int, default=100, help="tokens to generate (characters for a char model)")
     g.add_argument("--temperature", type=nonneg_float, default=1.0, help="softmax temperature; 0 is greedy")
     g.add_argument("--top-k", type=positive_int, default=None, help="sample among the k most likely tokens")
@@ -64,11 +78,17 @@ def cmd_generate(args) -> int:
 
     if args.out:
         args.out = str(choose_output(args.out, "generated.txt", args.force))  # the name a folder --out is told to use
-    model = api.load(args.checkpoint, device=args.device, trust_class_path=args.trust_class_path)
-    if model.trainlab_config.task.name != "language_model":
-        raise ConfigError(f"{args.checkpoint} is a {model.trainlab_config.task.name} checkpoint: trainlab generate "
-                          f"samples text from a language model; use trainlab predict for images and clips")
-    vocab = Vocab.from_meta(model.trainlab_meta)
+    if args.checkpoint.lower().endswith(".onnx"):  # an export of trainlab export: onnxruntime on the CPU
+        from ..inference.served import load_served
+
+        served = load_served(args.checkpoint)
+        model, vocab = served.generator(), served.vocab()
+    else:
+        model = api.load(args.checkpoint, device=args.device, trust_class_path=args.trust_class_path)
+        if model.trainlab_config.task.name != "language_model":
+            raise ConfigError(f"{args.checkpoint} is a {model.trainlab_config.task.name} checkpoint: trainlab "
+                              f"generate samples text from a language model; use trainlab predict for images and clips")
+        vocab = Vocab.from_meta(model.trainlab_meta)
     pieces = generate(model, vocab, args.words, prompt=args.prompt or "", temperature=args.temperature,
                       top_k=args.top_k, top_p=args.top_p, seed=args.seed)
     if args.prompt:

@@ -49,13 +49,22 @@ def check_options(temperature: float, top_k: Optional[int], top_p: Optional[floa
         raise ConfigError(f"--top-p {top_p}: must be in (0, 1]")
 
 
-def encode_prompt(vocab: Vocab, prompt: str) -> torch.Tensor:
-    """Prompt -> ids; no prompt starts as after a line end (the corpus' own sentence start)."""
+def prompt_tokens(vocab: Vocab, prompt: str) -> list[str]:
+    """Prompt -> tokens; no prompt starts as after a line end (the corpus' own sentence start)."""
     toks = tokenize(prompt, vocab.level) if prompt else []
     if vocab.level != "char" and toks and not prompt.endswith("\n"):
         toks.pop()  # tokenize ends every line with <eos>; an unfinished prompt line continues instead
-    if not toks:
-        toks = [EOS if vocab.level != "char" else "\n"]
+    return toks or [EOS if vocab.level != "char" else "\n"]
+
+
+def unknown_tokens(vocab: Vocab, prompt: str) -> list[str]:
+    """The prompt's tokens that the vocabulary lacks (they would be read as <unk>), sorted."""
+    return sorted({t for t in prompt_tokens(vocab, prompt) if t not in vocab.stoi})
+
+
+def encode_prompt(vocab: Vocab, prompt: str) -> torch.Tensor:
+    """Prompt -> ids (unknown tokens as <unk>, with a warning)."""
+    toks = prompt_tokens(vocab, prompt)
     unknown = sorted({t for t in toks if t not in vocab.stoi})
     if unknown:
         LOG.warning("prompt tokens not in the vocabulary (read as <unk>): %s", " ".join(unknown[:10]))
@@ -67,8 +76,11 @@ def generate(model: nn.Module, vocab: Vocab, n: int, prompt: str = "", temperatu
              top_k: Optional[int] = None, top_p: Optional[float] = None, seed: int = 0) -> Iterator[str]:
     """Yield ``n`` sampled tokens as text pieces (words with a space before, '\\n' for <eos>)."""
     check_options(temperature, top_k, top_p)
-    model.eval()
-    device = next(model.parameters()).device
+    if isinstance(model, nn.Module):
+        model.eval()
+        device = next(model.parameters()).device
+    else:  # an ONNX export read by inference.served.OnnxLM: the same call, on the CPU
+        device = torch.device("cpu")
     gen = torch.Generator(device=device).manual_seed(seed)
     context = encode_prompt(vocab, prompt).to(device)
     max_len = getattr(model, "max_len", None)

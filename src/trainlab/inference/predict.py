@@ -87,9 +87,29 @@ def predict_files(model: nn.Module, paths: list[Path], topk: int = 5, batch_size
         raise DataError("this checkpoint was trained on datasets passed from Python: it does not record the "
                         "image size and normalisation that predict needs; call the model directly instead")
     inputs = _Inputs(meta, model.trainlab_config.data)
-    cfg = model.trainlab_config
-    task = build_task(cfg, len(names))  # video: an image model averages frames
+    task = build_task(model.trainlab_config, len(names))  # video: an image model averages frames
     device = next(model.parameters()).device
+
+    def probs(batch: list[torch.Tensor]) -> torch.Tensor:
+        x = inputs.transform(torch.stack(batch).to(device), train=False, gen=None)
+        return task.logits(model, x).float().softmax(1)
+
+    return _predict_rows(inputs, paths, names, probs, topk, batch_size)
+
+
+def predict_exported(served, paths: list[Path], topk: int = 5, batch_size: int = 64) -> list[dict]:
+    """The same predictions from an ONNX export (``inference.served.load_served``)."""
+    from .. import config as config_mod
+
+    inputs = _Inputs(served.meta, config_mod.from_dict(served.meta["config"]).data)
+    return _predict_rows(inputs, paths, served.class_names, served.probabilities, topk, batch_size)
+
+
+def list_exported_inputs(served, path: str | Path) -> list[Path]:
+    return (list_clips if served.input == "clip" else list_images)(path)
+
+
+def _predict_rows(inputs: _Inputs, paths: list[Path], names: list[str], probs, topk: int, batch_size: int) -> list[dict]:
     rows, good, bad = [], [], []
     for p in paths:
         try:
@@ -103,9 +123,7 @@ def predict_files(model: nn.Module, paths: list[Path], topk: int = 5, batch_size
     k = min(topk, len(names))
     for i in range(0, len(good), batch_size):
         chunk = good[i:i + batch_size]
-        x = inputs.transform(torch.stack([t for _, t in chunk]).to(device), train=False, gen=None)
-        probs = task.logits(model, x).float().softmax(1)
-        top_p, top_i = probs.topk(k, dim=1)
+        top_p, top_i = probs([t for _, t in chunk]).topk(k, dim=1)
         for (p, _), ps, idx in zip(chunk, top_p.tolist(), top_i.tolist()):
             rows.append({"path": str(p), "top": [(names[j], pr) for j, pr in zip(idx, ps)]})
     return rows
