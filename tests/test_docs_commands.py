@@ -49,6 +49,7 @@ APPEND = {
     "diff": ["--sheet", "8", "data.max_samples=64"],
     "sweep": ["--seeds", "1", *TINY],
     "lab": ["--seeds", "1", *TINY],
+    "cv": ["--folds", "2", *TINY],
     "speedrun": ["--runs", "1", "--baseline-seconds", "1", *TINY],
     "bench": ["--steps", "2", "data.max_samples=64"],
 }

@@ -27,6 +27,7 @@ COMMANDS = (
     (analysis.add_report, analysis.cmd_report),
     (sweep.add_sweep, sweep.cmd_sweep),
     (sweep.add_lab, sweep.cmd_lab),
+    (sweep.add_cv, sweep.cmd_cv),
     (sweep.add_bench, sweep.cmd_bench),
     (analysis.add_diff, analysis.cmd_diff),
     (misc.add_prepare, misc.cmd_prepare),

@@ -147,3 +147,25 @@ def cmd_speedrun(args) -> int:
     print(summary["text"])
     print(f"\nwritten to {summary['dir']}/speedrun.md and speedrun.json")
     return 0
+
+
+def add_cv(sub):
+    cv = sub.add_parser("cv", help="k-fold cross-validation: one run per fold, mean ± std, an interval, the ensemble")
+    cv.add_argument("recipe")
+    add_overrides(cv, "overrides for every fold, e.g. train.epochs=5")
+    cv.add_argument("--folds", type=positive_int, default=5, help="number of stratified folds (default 5)")
+    cv.add_argument("--parallel", type=positive_int, default=1, help="folds at a time (threads per run: cores // N)")
+    cv.add_argument("--out", help="folder (default: sweeps/<recipe>-cv<folds>); the same folder resumes")
+    return cv
+
+
+def cmd_cv(args) -> int:
+    from ..sweep.cv import run_cv
+
+    result = run_cv(args.recipe, args.folds, args.overrides, args.out, args.parallel)
+    headers, rows = result["table"]
+    print("  ".join(headers))
+    for r in rows:
+        print("  ".join("" if v is None else str(v) for v in r))
+    print(f"cv.csv: {result['out'] / 'cv.csv'}" + (f"; report: {result['report']}" if result.get("report") else ""))
+    return _unfinished(result["runs"])

@@ -59,6 +59,9 @@ class DataConfig(_Section):
     valid_fraction: float = _f(0.1, "fraction of the training split held out for validation")
     test_fraction: float = _f(0.0, "fraction held out for test when the dataset has no test split")
     split_seed: int = _f(0, "seed of the train/valid(/test) split, independent of train.seed")
+    folds: Optional[int] = _f(None, "k-fold cross-validation: the valid split is fold data.fold of k stratified "
+                                    "folds of the training data (replaces valid_fraction; trainlab cv runs all k)")
+    fold: int = _f(0, "with data.folds: which fold (0 .. folds-1) is held out for validation")
     max_samples: Optional[int] = _f(None, "keep only the first N samples of each split (quick tries)")
     crop_padding: int = _f(0, "batched random crop after zero padding by this many pixels (train only)")
     hflip: bool = _f(False, "batched random horizontal flip (train only)")
@@ -102,6 +105,10 @@ class DataConfig(_Section):
         self._require({
             "batch_size": (self.batch_size > 0, "must be > 0"),
             "valid_fraction": (0 <= self.valid_fraction < 1, "must be in [0, 1)"),
+            "folds": (self.folds is None or self.folds >= 2, "must be >= 2 (or null: no cross-validation)"),
+            "fold": (0 <= self.fold < (self.folds or 1) if self.folds else self.fold == 0,
+                     f"must be in [0, data.folds - 1 = {(self.folds or 1) - 1}]" if self.folds
+                     else "needs data.folds (k-fold cross-validation)"),
             "test_fraction": (0 <= self.test_fraction < 1, "must be in [0, 1)"),
             "crop_padding": (self.crop_padding >= 0, "must be >= 0"),
             "size": (self.size is None or _is_size(self.size), "must be N or [H, W]"),

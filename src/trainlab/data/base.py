@@ -109,6 +109,30 @@ def split_off(s: ImageSet, fraction: float, seed: int) -> tuple[ImageSet, ImageS
     return s.subset(kept), s.subset(held), kept, held
 
 
+def fold_assignment(labels: torch.Tensor, folds: int, seed: int) -> torch.Tensor:
+    """[N] fold of each sample: within each class the samples are shuffled with ``seed`` and dealt to
+    the folds in turn, so every fold holds each class in proportion (stratified), the folds are
+    disjoint and together cover the data."""
+    g = torch.Generator().manual_seed(seed)
+    out = torch.empty(len(labels), dtype=torch.long)
+    offset = 0
+    for c in torch.unique(labels).tolist():
+        idx = (labels == c).nonzero().flatten()
+        idx = idx[torch.randperm(len(idx), generator=g)]
+        out[idx] = (torch.arange(len(idx)) + offset) % folds  # a class's remainder starts where the last ended
+        offset += len(idx)
+    return out
+
+
+def fold_split(s, folds: int, fold: int, seed: int):
+    """(kept, held_out, kept_index, held_index): fold ``fold`` of ``fold_assignment`` held out."""
+    if len(s) < folds:
+        raise DataError(f"data.folds={folds}: the training split has only {len(s)} samples")
+    which = fold_assignment(s.labels, folds, seed)
+    held, kept = (which == fold).nonzero().flatten(), (which != fold).nonzero().flatten()
+    return s.subset(kept), s.subset(held), kept, held
+
+
 def channel_stats(images: torch.Tensor, chunk: int = 8192) -> tuple[list[float], list[float]]:
     """Per-channel mean/std of uint8 images in [0, 1] units, in chunks to bound memory."""
     c = images.shape[1]
@@ -150,7 +174,15 @@ def _image_bundle(cfg: DataConfig, raw: RawImages) -> DataBundle:
         indices["test"] = base[held].tolist()
         base = base[keep]
     splits = {"train": train}
-    if raw.valid is not None:
+    if cfg.folds:
+        if raw.valid is not None:
+            raise DataError(f"data.folds: dataset '{cfg.name}' has its own validation split; k-fold "
+                            f"cross-validation folds the training split, so use a dataset without one")
+        train, valid, keep, held = fold_split(train, cfg.folds, cfg.fold, cfg.split_seed)
+        splits = {"train": train, "valid": valid}
+        indices["valid"] = base[held].tolist()
+        base = base[keep]
+    elif raw.valid is not None:
         splits["valid"] = raw.valid
     elif cfg.valid_fraction > 0:
         train, valid, keep, held = split_off(train, cfg.valid_fraction, cfg.split_seed)

@@ -83,6 +83,9 @@ def load_corpus(cfg: DataConfig) -> TextCorpus:
     if not cfg.root:
         raise DataError("data.root is not set: point it at a corpus folder (train.txt/valid.txt/test.txt or "
                         "ptb.train.txt[.gz] ...) or at one plain-text file")
+    if cfg.folds:
+        raise DataError("data.folds: k-fold cross-validation is for classification data (images, clips); a "
+                        "text corpus is one stream, split by data.valid_fraction or its own valid file")
     found = locate(cfg.root, cfg.files)
     texts = {k: read_text(p) for k, p in found.items() if p is not None}
     missing = {k: f for k, f in (("valid", cfg.valid_fraction), ("test", cfg.test_fraction))
