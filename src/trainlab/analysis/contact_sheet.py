@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import matplotlib
+import torch
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -36,7 +37,10 @@ def contact_sheet(rows: list[dict], data, path: Path, total: int, names: tuple[s
     for ax in axes.flat:
         ax.axis("off")
     for ax, r in zip(axes.flat, rows):
-        img = data.images[r["position"]]  # uint8 [C, H, W]
+        img = data.images[r["position"]]  # uint8 [C, H, W], or a clip's [T, C, H, W]
+        if img.dim() == 4:  # a clip: its first and last frame side by side, so the motion shows
+            last = int(data.lengths[r["position"]]) - 1 if hasattr(data, "lengths") else len(img) - 1
+            img = torch.cat([img[0], img[max(last, 0)]], dim=2)
         if img.shape[0] == 1:
             ax.imshow(img[0].numpy(), cmap="gray", vmin=0, vmax=255, interpolation="nearest")
         else:

@@ -106,7 +106,7 @@ def lab_rows(groups: dict[str, list[RunData]], what: dict[str, str], facts: dict
         cell = {"recipe": what.get(cfg, ""), "valid": _pm(key, [r.best_value() for r in rs]),
                 "test": _test_cell(test_key, rs), "acc5": _pm("acc5", [(r.final or {}).get("acc5") for r in rs]),
                 "per_class": _per_class(rs), "trainable": f.get("trainable"), "params": f.get("params"),
-                "weights_mb": None if "weights_bytes" not in f else round(f["weights_bytes"] / 1e6, 2),
+                "weights_mb": None if "weights_bytes" not in f else f"{f['weights_bytes'] / 1e6:.2f}",
                 "epochs": max(r.epochs for r in rs), "time": _pm("time", [r.train_seconds() for r in rs], 1),
                 "throughput": _throughput(rs)}
         rows.append([i, cfg + (f" ({len(rs)} seeds)" if len(rs) > 1 else ""), *[cell[c] for c in cols]])
