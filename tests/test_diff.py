@@ -112,3 +112,16 @@ def test_meter_predictions_are_public_and_in_loader_order():
     assert torch.allclose(p["probs"], logits.softmax(1))
     with pytest.raises(ValueError, match="keep_predictions=True"):
         ClassificationMeter(3).predictions()
+
+
+def test_the_contact_sheet_of_clips_shows_first_and_last_frames(tmp_path):
+    """A video diff's sheet (it failed on [T, C, H, W] clips before)."""
+    from trainlab.analysis.contact_sheet import contact_sheet
+    from trainlab.data.video import ClipSet
+
+    clips = ClipSet(torch.randint(0, 255, (2, 5, 1, 16, 16), dtype=torch.uint8), torch.tensor([5, 3]),
+                    torch.tensor([0, 1]), 4, ["a.avi", "b.avi"])
+    rows = [{"id": "a.avi", "position": 0, "true": "up", "pred_a": "up", "conf_a": 0.9, "pred_b": "down",
+             "conf_b": 0.6, "correct_a": True, "correct_b": False}]
+    out = contact_sheet(rows, clips, tmp_path / "sheet.png", 1)
+    assert out.stat().st_size > 1000
