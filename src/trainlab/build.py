@@ -128,12 +128,50 @@ def build_parts(cfg: Config, device: torch.device, model: Optional[nn.Module] = 
     elif data_meta is None:  # a model object handed to train(): record what is really trained
         source = "python"
         record_given_model(cfg, model)
+    if cfg.data.balanced_sampling and "train" in loaders:
+        balance(loaders["train"], bundle)
     task = build_task(cfg, num_classes)
+    weights = class_weights(cfg, bundle, num_classes)
+    if weights is not None:
+        task.set_class_weights(weights)
+        meta = {**meta, "class_weights": weights}
     task.direction(cfg.train.monitor)  # a monitor the task does not declare stops here, before training
     meta = {**meta, "num_classes": num_classes, "task": cfg.task.name, "task_metrics": task.describe(),
             "model_kwargs": inferred, "model_class": type(model).__module__ + ":" + type(model).__qualname__,
             "model_source": source}
     return Parts(cfg, device, loaders, model, task, num_classes, meta, split_indices, data_s, bundle)
+
+
+def balance(loader, bundle) -> None:
+    """Class-balanced training batches: each sample drawn with probability 1 / (classes x its class's count)."""
+    labels = getattr((bundle.splits if bundle is not None else {}).get("train"), "labels", None)
+    if labels is None or not hasattr(loader, "sample_weights"):
+        raise ConfigError("data.balanced_sampling: needs classification data with labels (images or clips) read "
+                          "from a recipe")
+    labels = torch.as_tensor(labels).long()
+    counts = torch.bincount(labels).double()
+    loader.sample_weights = (1.0 / counts[labels]).float()
+
+
+def class_weights(cfg: Config, bundle, num_classes: int) -> Optional[list]:
+    """task.class_weights as one weight per class: 'auto' is N / (classes x count of the class) over the
+    training split (sklearn's 'balanced'; a class absent from it gets the largest weight present)."""
+    w = getattr(cfg.task, "class_weights", None)
+    if w is None:
+        return None
+    if not hasattr(registry.TASKS.get(cfg.task.name), "set_class_weights"):
+        raise ConfigError(f"task.class_weights: task '{cfg.task.name}' has no classes to weight")
+    if w != "auto":
+        if len(w) != num_classes:
+            raise ConfigError(f"task.class_weights: {len(w)} weights for {num_classes} classes; give one per class")
+        return [float(x) for x in w]
+    labels = getattr((bundle.splits if bundle is not None else {}).get("train"), "labels", None)
+    if labels is None:
+        raise ConfigError("task.class_weights=auto: the training split's labels are not known here; give a list")
+    counts = torch.bincount(torch.as_tensor(labels).long(), minlength=num_classes).float()
+    weights = counts.sum() / (num_classes * counts.clamp_min(1))
+    weights[counts == 0] = weights[counts > 0].max()
+    return [round(float(x), 6) for x in weights]
 
 
 def build_task(cfg: Config, num_classes: int):

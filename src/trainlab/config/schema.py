@@ -61,6 +61,8 @@ class DataConfig(_Section):
     split_seed: int = _f(0, "seed of the train/valid(/test) split, independent of train.seed")
     folds: Optional[int] = _f(None, "k-fold cross-validation: the valid split is fold data.fold of k stratified "
                                     "folds of the training data (replaces valid_fraction; trainlab cv runs all k)")
+    balanced_sampling: bool = _f(False, "classification: draw training samples with replacement so every class "
+                                        "is equally likely (an epoch keeps its length; for imbalanced data)")
     fold: int = _f(0, "with data.folds: which fold (0 .. folds-1) is held out for validation")
     max_samples: Optional[int] = _f(None, "keep only the first N samples of each split (quick tries)")
     crop_padding: int = _f(0, "batched random crop after zero padding by this many pixels (train only)")
@@ -188,6 +190,9 @@ class ScheduleConfig(_Section):
 class TaskConfig(_Section):
     name: str = _f("classification", "task by registered name")
     label_smoothing: float = _f(0.0, "label smoothing of the cross-entropy loss")
+    class_weights: Optional[Any] = _f(None, "classification: weights of the classes in the training loss: 'auto' "
+                                            "(N / (classes x count): rare classes count more) or a list, one per "
+                                            "class; evaluation losses stay unweighted")
     tta: Literal["none", "flip", "flip_translate"] = _f(
         "none", "test-time augmentation in evaluation: 'flip' averages the logits of each image and its mirror "
         "(only where a mirror keeps the label); 'flip_translate' also of both shifted one pixel up-left and "
@@ -196,7 +201,11 @@ class TaskConfig(_Section):
     section: ClassVar[str] = "task"
 
     def validate(self) -> None:
-        self._require({"label_smoothing": (0 <= self.label_smoothing < 1, "must be in [0, 1)")})
+        w = self.class_weights
+        ok = w is None or w == "auto" or (isinstance(w, list) and len(w) >= 2 and all(
+            isinstance(x, (int, float)) and not isinstance(x, bool) and x > 0 for x in w))
+        self._require({"label_smoothing": (0 <= self.label_smoothing < 1, "must be in [0, 1)"),
+                       "class_weights": (ok, "must be 'auto', a list of positive numbers (one per class) or null")})
 
 
 @dataclass

@@ -104,6 +104,7 @@ class _Batches:
 
         self.n, self.batch_size, self.shuffle, self.seed, self.device = n, batch_size, shuffle, seed, device
         self.drop_last = drop_last and n >= batch_size
+        self.sample_weights: Optional[torch.Tensor] = None  # set: an epoch draws n samples with replacement
         # under torchrun every rank draws the same global batches and keeps its slice of each
         self.world = rank_world()[1]
 
@@ -119,7 +120,10 @@ class _Batches:
         when a tail batch has fewer samples than ranks; the loaders skip those)."""
         from ..engine.distributed import shard
 
-        if self.shuffle:
+        if self.shuffle and self.sample_weights is not None:  # class-balanced: still (seed, epoch) alone
+            g = torch.Generator().manual_seed(_seed(self.seed, epoch))
+            order = torch.multinomial(self.sample_weights, self.n, replacement=True, generator=g)
+        elif self.shuffle:
             order = torch.randperm(self.n, generator=torch.Generator().manual_seed(_seed(self.seed, epoch)))
         else:
             order = torch.arange(self.n)

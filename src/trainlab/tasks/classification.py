@@ -109,6 +109,11 @@ class ClassificationTask(Task):
         super().__init__(cfg, num_classes)
         self.label_smoothing = cfg.label_smoothing
         self.tta = getattr(cfg, "tta", "none")
+        self.class_weights: torch.Tensor | None = None  # set by build_parts from task.class_weights
+
+    def set_class_weights(self, weights) -> None:
+        """Per-class weights of the training loss (None: all 1)."""
+        self.class_weights = None if weights is None else torch.as_tensor(weights, dtype=torch.float32)
 
     def step(self, model: nn.Module, batch: dict, train: bool) -> dict:
         x = batch["inputs"]
@@ -118,7 +123,8 @@ class ClassificationTask(Task):
             logits = self.tta_logits(model, x)
         self._check_logits(model, logits, x)
         smoothing = self.label_smoothing if train else 0.0
-        loss = F.cross_entropy(logits.float(), batch["targets"], label_smoothing=smoothing)
+        weight = self.class_weights.to(logits.device) if train and self.class_weights is not None else None
+        loss = F.cross_entropy(logits.float(), batch["targets"], weight=weight, label_smoothing=smoothing)
         return {"loss": loss, "outputs": logits}
 
     def logits(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
