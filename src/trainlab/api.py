@@ -222,15 +222,17 @@ def _model_for(cfg: Config, meta: dict, checkpoint, trust: bool) -> nn.Module:
 
 
 def evaluate(checkpoint: str | Path, *overrides: str, split: str = "test", out: str | Path | None = None,
-             trust_class_path: bool = False, force: bool = False) -> dict:
+             trust_class_path: bool = False, force: bool = False, predictions: str | Path | None = None) -> dict:
     """Evaluate a checkpoint on a split of its dataset (data.* overrides allowed). The JSON goes to
-    ``out`` (refused if it exists, unless ``force``), else beside the checkpoint under a free name."""
+    ``out`` (refused if it exists, unless ``force``), else beside the checkpoint under a free name;
+    a classification's per-sample results to ``predictions`` (default: predictions.csv beside the JSON)."""
     import json
 
     from .outputs import choose_output
 
     default = Path(checkpoint).with_name(f"eval_{split}_{Path(checkpoint).stem}.json")
     out = choose_output(out, default, force)  # checked before the work
+    pred_out = choose_output(predictions, out.with_name("predictions.csv"), force, flag="--predictions")
     model = load(checkpoint, trust_class_path=trust_class_path)
     bad = [o for o in overrides if not o.split("=", 1)[0].startswith(("data.", "train.device", "train.precision"))]
     if bad:
@@ -250,6 +252,11 @@ def evaluate(checkpoint: str | Path, *overrides: str, split: str = "test", out: 
     try:
         atomic.write_text(out, json.dumps(result, indent=2))
         result["written_to"] = str(out)
+        if hasattr(meter, "predictions"):
+            from .engine.per_sample import records, write_csv
+
+            rows = records(meter.predictions(), parts.loaders[split], model.class_names)
+            result["predictions_written_to"] = str(write_csv(pred_out, rows))
     except OSError as e:
         LOG.warning("could not write %s: %s", out, e)
     return result

@@ -48,6 +48,8 @@ def add_eval(sub):
     add_overrides(e, "data.* overrides, e.g. data.root=PATH")
     e.add_argument("--split", default="test", choices=["train", "valid", "test"])
     e.add_argument("--out", help="JSON file for the results (default: beside the checkpoint)")
+    e.add_argument("--predictions", help="CSV of per-sample results of a classification (default: "
+                   "predictions.csv beside the JSON, or the next free predictions-N.csv)")
     e.add_argument("--json", action="store_true", help="print the full JSON result")
     add_trust(e)
     add_force(e)
@@ -58,7 +60,7 @@ def cmd_eval(args) -> int:
     from .. import api
 
     result = api.evaluate(args.checkpoint, *args.overrides, split=args.split, out=args.out,
-                          trust_class_path=args.trust_class_path, force=args.force)
+                          trust_class_path=args.trust_class_path, force=args.force, predictions=args.predictions)
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
@@ -71,4 +73,6 @@ def cmd_eval(args) -> int:
             print(f"{r['class'][:16]:>16} {r['precision']:9.4f} {r['recall']:9.4f} {r['f1']:9.4f} {r['support']:8d}")
     if "written_to" in result:
         print(f"written to {result['written_to']}")
+    if "predictions_written_to" in result:
+        print(f"per-sample results written to {result['predictions_written_to']}")
     return 0

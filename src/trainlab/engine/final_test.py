@@ -8,6 +8,7 @@ from . import distributed
 from .checkpoint import load_checkpoint, load_model_state
 from .evaluate import format_metrics
 from .monitoring import BestCheckpoint
+from .per_sample import write_run_predictions
 
 LOG = logging.getLogger("trainlab")
 
@@ -38,6 +39,7 @@ def final_test(trainer) -> dict:
         which["best_step"] = best.best_step  # not in metrics.jsonl, where numbers are metrics
     if trainer.run is not None:
         trainer.run.write_json("eval_test.json", {"split": "test", **result, **details, **which})
+        write_run_predictions(trainer.run.path, meter, trainer.loaders["test"], trainer.meta.get("class_names"))
     if current is not None:
         trainer.model.load_state_dict(current)
     LOG.info("test%s (%s): %s", f" = {named}" if named else "", which["weights"],
