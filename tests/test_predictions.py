@@ -24,7 +24,7 @@ def _confusion(rows, c):
 
 
 def test_predictions_csv_agrees_with_eval_test_json(run):
-    from trainlab.engine.per_sample import COLUMNS, read_csv
+    from trainlab.predictions import COLUMNS, read_csv
 
     ev = json.loads((run.dir / "eval_test.json").read_text())
     text = (run.dir / "predictions.csv").read_text()
@@ -49,7 +49,7 @@ def test_predictions_csv_agrees_with_eval_test_json(run):
 
 def test_eval_writes_predictions_csv(run, tmp_path, capsys):
     from trainlab.cli import main
-    from trainlab.engine.per_sample import read_csv
+    from trainlab.predictions import read_csv
 
     out = tmp_path / "e.json"
     assert main(["eval", str(run.best_checkpoint), "--out", str(out)]) == 0
@@ -61,3 +61,31 @@ def test_eval_writes_predictions_csv(run, tmp_path, capsys):
     assert main(["eval", str(run.best_checkpoint), "--out", str(tmp_path / "f.json"),
                  "--predictions", str(tmp_path / "predictions.csv")]) == 2
     assert "predictions.csv: the file exists" in capsys.readouterr().err
+
+
+def test_report_shows_error_analysis_from_the_run_directory(run, tmp_path):
+    from trainlab.analysis.report import write_report
+
+    html, md = write_report([run.dir], tmp_path / "r.html")
+    text = html.read_text()
+    for heading in ("Error analysis", "Most confident mistakes", "Least confident correct", "Calibration",
+                    "Accuracy per class", "Expected calibration error"):
+        assert heading in text
+    assert 'class="gallery"' in text and "mnist5k:" in text
+    assert html.stat().st_size < 1_500_000
+
+
+def test_top_label_ece_equals_torchmetrics_multiclass_calibration_error():
+    import torch
+    from torchmetrics.functional.classification import multiclass_calibration_error
+
+    from trainlab.analysis.error_plots import calibration
+
+    g = torch.Generator().manual_seed(0)
+    probs = (torch.randn(300, 4, generator=g) * 2).softmax(1)
+    target = torch.randint(0, 4, (300,), generator=g)
+    conf, pred = probs.max(1)
+    rows = [{"prob_pred": float(c), "correct": int(p == t)} for c, p, t in zip(conf, pred, target)]
+    ece, bins = calibration(rows, 15)
+    assert ece == pytest.approx(float(multiclass_calibration_error(probs, target, 4, n_bins=15)), abs=1e-5)
+    assert sum(b["count"] for b in bins) == 300

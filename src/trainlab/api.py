@@ -253,7 +253,7 @@ def evaluate(checkpoint: str | Path, *overrides: str, split: str = "test", out: 
         atomic.write_text(out, json.dumps(result, indent=2))
         result["written_to"] = str(out)
         if hasattr(meter, "predictions"):
-            from .engine.per_sample import records, write_csv
+            from .predictions import records, write_csv
 
             rows = records(meter.predictions(), parts.loaders[split], model.class_names)
             result["predictions_written_to"] = str(write_csv(pred_out, rows))

@@ -8,7 +8,7 @@ from . import distributed
 from .checkpoint import load_checkpoint, load_model_state
 from .evaluate import format_metrics
 from .monitoring import BestCheckpoint
-from .per_sample import write_run_predictions
+from ..predictions import write_run_predictions
 
 LOG = logging.getLogger("trainlab")
 

@@ -15,9 +15,7 @@ import io
 import json
 from pathlib import Path
 
-import torch
-
-from .. import atomic
+from . import atomic  # no torch at import: the report reads predictions.csv through this module
 
 COLUMNS = ["index", "sample_id", "target", "target_name", "pred", "pred_name", "prob_target", "prob_pred",
            "loss", "correct", "topk"]
@@ -82,8 +80,9 @@ def gallery_selection(rows: list[dict]) -> dict[str, list[int]]:
             "pairs": [j for _, js in top_pairs for j in js[:GALLERY["per_pair"]]]}
 
 
-def thumbnail_png(sample: torch.Tensor, length: int | None = None) -> bytes:
+def thumbnail_png(sample, length: int | None = None) -> bytes:
     """uint8 [C, H, W] (an image) or [L, C, H, W] (a clip: up to 8 of its frames side by side) -> PNG."""
+    import torch
     from PIL import Image
 
     px, frame_w = THUMB_PX, sample.shape[-1]
@@ -106,6 +105,8 @@ def thumbnail_png(sample: torch.Tensor, length: int | None = None) -> bytes:
 def write_thumbnails(folder: Path, rows: list[dict], loader, split: str = "test") -> int:
     """The thumbnails of ``gallery_selection(rows)`` in ``folder`` (``<split>_<index>.png``) and
     ``gallery.json`` naming them; nothing when the data holds no uint8 images (datasets from Python)."""
+    import torch
+
     data = getattr(loader, "data", None)
     images = getattr(data, "images", None)
     if not isinstance(images, torch.Tensor) or images.dtype != torch.uint8:
