@@ -89,3 +89,27 @@ def test_top_label_ece_equals_torchmetrics_multiclass_calibration_error():
     ece, bins = calibration(rows, 15)
     assert ece == pytest.approx(float(multiclass_calibration_error(probs, target, 4, n_bins=15)), abs=1e-5)
     assert sum(b["count"] for b in bins) == 300
+
+
+def test_explain_cli_top_losses_files_and_the_report_gallery(run, tmp_path, capsys):
+    from PIL import Image
+
+    from trainlab.analysis.report import write_report
+    from trainlab.cli import main
+
+    assert main(["explain", str(run.best_checkpoint), "--top-losses", "3"]) == 0
+    index = json.loads((run.dir / "explain" / "index.json").read_text())
+    assert len(index["items"]) == 3 and (run.dir / "explain" / "index.html").is_file()
+    assert all((run.dir / "explain" / e["file"]).is_file() for e in index["items"])
+    html, _ = write_report([run.dir], tmp_path / "r.html")
+    assert "Where the network looks" in html.read_text()
+    folder = tmp_path / "imgs" / "7"  # a class-named folder gives the file its target
+    folder.mkdir(parents=True)
+    Image.new("L", (28, 28), 40).save(folder / "a.png")
+    assert main(["explain", str(run.best_checkpoint), str(folder / "a.png"), "--out", str(tmp_path / "o")]) == 0
+    item = json.loads((tmp_path / "o" / "index.json").read_text())["items"][0]
+    assert item["target_name"] == "7" and item["sample_id"].endswith("a.png")
+    assert main(["explain", str(run.best_checkpoint), "--split", "test", "--out", str(tmp_path / "o")]) == 2
+    assert "not empty" in capsys.readouterr().err
+    assert main(["explain", str(run.best_checkpoint)]) == 2
+    assert "exactly one of" in capsys.readouterr().err

@@ -21,6 +21,7 @@ COMMANDS = (
     (train.add_eval, train.cmd_eval),
     (use.add_predict, use.cmd_predict),
     (use.add_generate, use.cmd_generate),
+    (use.add_explain, use.cmd_explain),
     (analysis.add_summary, analysis.cmd_summary),
     (analysis.add_report, analysis.cmd_report),
     (sweep.add_sweep, sweep.cmd_sweep),
