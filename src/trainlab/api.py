@@ -181,6 +181,30 @@ def _train(cfg: Config, device, model, datasets, class_names, callbacks, argv) -
     return Run(run.path, cfg, read_metrics(run.path), test, timing)
 
 
+def lr_find(recipe=None, *overrides: str, start_lr: float = 1e-7, end_lr: float = 10.0, steps: int = 100,
+            out: str | Path | None = None, force: bool = False, **sections) -> dict:
+    """The LR range test of a recipe through the real Trainer step (nothing is trained for good: weights,
+    optimizer and RNG are put back); the curve's PNG goes to ``out`` (default lr_find.png, numbered)."""
+    from .analysis.lr_plot import lr_find_figure
+    from .engine.lr_find import lr_range_test
+    from .outputs import choose_output
+
+    out = choose_output(out, "lr_find.png", force)
+    cfg = _config(recipe, overrides, sections)
+    device = setup_runtime(cfg, distributed_ok=False)
+    torch.manual_seed(cfg.train.seed)
+    parts = build_parts(cfg, device)
+    if not cfg.model.weights and hasattr(parts.model, "init_from_data"):
+        _init_from_data(parts.model, parts.loaders["train"], cfg.train.seed, device)
+    t0 = time.perf_counter()
+    result = lr_range_test(build_trainer(parts), start_lr, end_lr, steps).to_dict()
+    result["seconds"] = round(time.perf_counter() - t0, 2)
+    name = cfg.run.name or (Path(recipe).stem if isinstance(recipe, (str, Path)) else "recipe")
+    atomic.write_bytes(out, lr_find_figure(result, f"LR range test: {name}, {cfg.model.name}, {cfg.optim.name}"))
+    result["plot"] = str(out)
+    return result
+
+
 # ---------------------------------------------------------------------- checkpoints in use
 def load(checkpoint: str | Path, device: str = "cpu", model: nn.Module | None = None,
          trust_class_path: bool = False) -> nn.Module:

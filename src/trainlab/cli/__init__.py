@@ -19,6 +19,7 @@ from ._common import is_override, setup_logging
 COMMANDS = (
     (train.add_train, train.cmd_train),
     (train.add_eval, train.cmd_eval),
+    (train.add_lr_find, train.cmd_lr_find),
     (use.add_predict, use.cmd_predict),
     (use.add_generate, use.cmd_generate),
     (use.add_explain, use.cmd_explain),

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import sys
 
-from ._common import add_force, add_overrides, add_trust, scalars
+from ..errors import ConfigError
+from ._common import add_force, add_overrides, add_trust, positive_int, scalars
 
 
 def add_train(sub):
@@ -75,4 +77,35 @@ def cmd_eval(args) -> int:
         print(f"written to {result['written_to']}")
     if "predictions_written_to" in result:
         print(f"per-sample results written to {result['predictions_written_to']}")
+    return 0
+
+
+def add_lr_find(sub):
+    f = sub.add_parser("lr-find", help="learning-rate range test of a recipe: a plot and a suggested optim.lr")
+    f.add_argument("recipe")
+    add_overrides(f, "config overrides, e.g. data.root=PATH")
+    f.add_argument("--start", type=float, default=1e-7, help="first LR of the sweep (default 1e-7)")
+    f.add_argument("--end", type=float, default=10.0, help="last LR of the sweep (default 10)")
+    f.add_argument("--steps", type=positive_int, default=100, help="optimizer steps at most (default 100)")
+    f.add_argument("--out", help="PNG of the curve (default lr_find.png, or the next free lr_find-N.png)")
+    add_force(f)
+    return f
+
+
+def cmd_lr_find(args) -> int:
+    from ..api import lr_find
+
+    if not 0 < args.start < args.end:
+        raise ConfigError(f"--start {args.start} and --end {args.end}: need 0 < start < end")
+    result = lr_find(args.recipe, *args.overrides, start_lr=args.start, end_lr=args.end, steps=args.steps,
+                     out=args.out, force=args.force)
+    if result.get("warning"):
+        print(f"warning: {result['warning']}", file=sys.stderr)
+    print(f"{len(result['lrs'])} steps; {result['stopped']}")
+    if result["suggestion"] is None:
+        print("no suggestion: the loss did not fall over the sweep (widen --start/--end or add --steps)")
+    else:
+        print(f"suggested optim.lr={result['suggestion']:.3g} (steepest descent of the smoothed loss; its minimum "
+              f"at {result['min_loss_lr']:.3g})")
+    print(f"plot written to {result['plot']}")
     return 0
