@@ -45,6 +45,7 @@ APPEND = {
     "sweep": ["--seeds", "1", *TINY],
     "speedrun": ["--runs", "1", "--baseline-seconds", "1", *TINY],
     "bench": ["--steps", "2", "data.max_samples=64"],
+    "lr-find": ["--steps", "5", "data.max_samples=64"],
 }
 
 
