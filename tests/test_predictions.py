@@ -113,3 +113,11 @@ def test_explain_cli_top_losses_files_and_the_report_gallery(run, tmp_path, caps
     assert "not empty" in capsys.readouterr().err
     assert main(["explain", str(run.best_checkpoint)]) == 2
     assert "exactly one of" in capsys.readouterr().err
+
+
+def test_a_comparison_folds_the_error_analysis_without_galleries(run, tmp_path):
+    from trainlab.analysis.report import write_report
+
+    both, _ = write_report([run.dir, run.dir], tmp_path / "two.html")
+    text = both.read_text()
+    assert "Expected calibration error" in text and 'class="gallery"' not in text  # no thumbnails

@@ -20,8 +20,10 @@ from .rundata import RunData
 ECE_BINS = 15
 
 
-def error_analysis(doc: Doc, run: RunData, level: int) -> bool:
-    """Adds the section when the run has predictions.csv; False (nothing added) otherwise."""
+def error_analysis(doc: Doc, run: RunData, level: int, compact: bool = False) -> bool:
+    """Adds the section when the run has predictions.csv; False (nothing added) otherwise. ``compact`` (a
+    run folded into a comparison): calibration and per-class accuracy only, no galleries, so a sweep's
+    report stays small."""
     path = run.path / "predictions.csv"
     if not path.is_file():
         return False
@@ -30,11 +32,26 @@ def error_analysis(doc: Doc, run: RunData, level: int) -> bool:
         return False
     thumbs = run.path / "thumbnails"
     gallery = _json(thumbs / "gallery.json")
-    by_index = {r["index"]: r for r in rows}
     doc.heading("Error analysis (test split, best checkpoint)", level)
     wrong = sum(1 for r in rows if not r["correct"])
     doc.para(f"{len(rows):,} test samples, {wrong:,} mistakes; per-sample results in {path.resolve()} "
-             f"(thumbnails below are {thumbs.name}/, at most 64 pixels a side).", note=True)
+             + (f"(the galleries of top losses and confusions: trainlab report {run.path})." if compact else
+                f"(thumbnails below are {thumbs.name}/, at most 64 pixels a side)."), note=True)
+    if not compact:
+        _galleries(doc, run, rows, gallery, thumbs, wrong, level)
+    doc.heading("Calibration", level + 1)
+    _calibration(doc, run, rows)
+    doc.heading("Accuracy per class", level + 1)
+    from .error_plots import per_class_figure
+
+    doc.image(f"{run.label}_class_accuracy.png", per_class_figure(rows, _class_names(run, rows)),
+              "test accuracy per class", half=len(_class_names(run, rows)) <= 20)
+    return True
+
+
+def _galleries(doc: Doc, run: RunData, rows: list[dict], gallery: dict, thumbs: Path, wrong: int,
+               level: int) -> None:
+    by_index = {r["index"]: r for r in rows}
     doc.heading("Most confident mistakes (top losses)", level + 1)
     _gallery(doc, "toploss", [by_index[i] for i in gallery.get("top_losses", []) if i in by_index], thumbs,
              "no mistakes on the test split" if not wrong else "no thumbnails in the run directory")
@@ -44,14 +61,6 @@ def error_analysis(doc: Doc, run: RunData, level: int) -> bool:
     doc.heading("Least confident correct predictions", level + 1)
     _gallery(doc, "unsure", [by_index[i] for i in gallery.get("least_confident", []) if i in by_index], thumbs,
              "no correct predictions" if wrong == len(rows) else "no thumbnails in the run directory")
-    doc.heading("Calibration", level + 1)
-    _calibration(doc, run, rows)
-    doc.heading("Accuracy per class", level + 1)
-    from .error_plots import per_class_figure
-
-    doc.image(f"{run.label}_class_accuracy.png", per_class_figure(rows, _class_names(run, rows)),
-              "test accuracy per class", half=len(_class_names(run, rows)) <= 20)
-    return True
 
 
 def _json(p: Path) -> dict:

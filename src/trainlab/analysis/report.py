@@ -90,7 +90,7 @@ def _run_sections(doc: Doc, run: RunData, model, level: int) -> None:
     if run.eval_test and run.eval_test.get("per_class"):
         doc.heading("Per-class results (test split, best checkpoint)", h)
         _per_class(doc, run)
-    error_analysis(doc, run, h)
+    error_analysis(doc, run, h, compact=level > 2)  # in a comparison: no galleries
     doc.heading("Time per epoch and throughput", h)
     _timing(doc, run)
     doc.heading("Model", h)

@@ -101,7 +101,7 @@ def cmd_lr_find(args) -> int:
                      out=args.out, force=args.force)
     if result.get("warning"):
         print(f"warning: {result['warning']}", file=sys.stderr)
-    print(f"{len(result['lrs'])} steps; {result['stopped']}")
+    print(f"{len(result['lrs'])} steps in {result['seconds']:.1f} s; {result['stopped']}")
     if result["suggestion"] is None:
         print("no suggestion: the loss did not fall over the sweep (widen --start/--end or add --steps)")
     else:
