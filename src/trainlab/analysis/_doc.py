@@ -23,8 +23,8 @@ pre{background:#f7f7f7;padding:.7em;overflow-x:auto;font-size:.82em;border:1px s
 img{max-width:100%;height:auto;border:1px solid #eee;margin:.4em 0;vertical-align:top}
 img.half{width:49.5%}
 .gallery{display:flex;flex-wrap:wrap;gap:8px;margin:.5em 0}
-.gallery figure{margin:0;width:148px;font-size:.72em;line-height:1.25}
-.gallery img{max-width:148px;min-width:64px;image-rendering:pixelated;border:1px solid #ddd;margin:0}
+.gallery figure{margin:0;min-width:148px;max-width:100%;font-size:.72em;line-height:1.25}
+.gallery img{max-width:100%;image-rendering:pixelated;border:1px solid #ddd;margin:0}
 .gallery figcaption span{display:block;white-space:nowrap;overflow:hidden;text-overflow:ellipsis}
 .gallery .id{color:#666} .gallery .ok{color:#1a7f37;font-weight:600} .gallery .bad{color:#cf222e;font-weight:600}
 .wide{overflow-x:auto} .note{color:#555;font-size:.9em} details{margin:.6em 0} summary{cursor:pointer;font-weight:600}
