@@ -80,12 +80,12 @@ def test_optim_lr_find_trains_with_the_suggestion_and_records_it(tmp_path):
 
     import trainlab
 
-    run = trainlab.train(tiny_recipe(tmp_path / "run", data={"max_samples": 512}, optim={"lr": "find"},
+    run = trainlab.train(tiny_recipe(tmp_path / "run", data={"max_samples": 128}, optim={"lr": "find"},
                                      train={"epochs": 1}))
     found = json.loads((run.dir / "lr_find.json").read_text())
     saved = yaml.safe_load((run.dir / "config.yaml").read_text())["optim"]["lr"]
     assert saved == float(f"{found['suggestion']:.3g}") and (run.dir / "lr_find.png").stat().st_size > 10_000
     assert "optim.lr=find ->" in (run.dir / "command.txt").read_text()
-    again = trainlab.train(tiny_recipe(tmp_path / "run2", data={"max_samples": 512}, optim={"lr": saved},
+    again = trainlab.train(tiny_recipe(tmp_path / "run2", data={"max_samples": 128}, optim={"lr": saved},
                                        train={"epochs": 1}))
     assert again.test["acc1"] == run.test["acc1"]  # the range test left nothing behind: the same run
