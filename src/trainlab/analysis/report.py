@@ -16,6 +16,7 @@ import yaml
 from . import plots
 from ._doc import Doc
 from .compare import ranking
+from .dynamics_section import dynamics_section
 from .error_analysis import error_analysis
 from .rundata import OVERFIT_RULE, RunData, run_labels
 
@@ -91,6 +92,7 @@ def _run_sections(doc: Doc, run: RunData, model, level: int) -> None:
         doc.heading("Per-class results (test split, best checkpoint)", h)
         _per_class(doc, run)
     error_analysis(doc, run, h, compact=level > 2)  # in a comparison: no galleries
+    dynamics_section(doc, run, h)
     doc.heading("Time per epoch and throughput", h)
     _timing(doc, run)
     doc.heading("Model", h)
