@@ -66,22 +66,32 @@ def _from_files(model, files: list[str]):
 
 def explain_checkpoint(checkpoint, files=(), top_losses: int | None = None, split: str | None = None,
                        limit: int = 16, out=None, force: bool = False, device: str = "cpu",
-                       trust_class_path: bool = False) -> Path:
-    """Grad-CAM and saliency maps -> ``out`` (a folder); returns its index.html."""
+                       trust_class_path: bool = False, prompt: str | None = None) -> Path:
+    """Grad-CAM and saliency maps (a language model: surprisal and attention over ``prompt``) -> ``out``
+    (a folder); returns its index.html."""
     from .. import api
     from ..build import build_task
     from .explain import explain
     from .explain_page import write_outputs
 
-    chosen = sum([bool(files), top_losses is not None, split is not None])
+    chosen = sum([bool(files), top_losses is not None, split is not None, prompt is not None])
     if chosen != 1:
-        raise ConfigError("explain needs exactly one of: FILES, --top-losses N, --split SPLIT")
+        raise ConfigError("explain needs exactly one of: FILES, --top-losses N, --split SPLIT (classifiers), "
+                          "--prompt TEXT (language models)")
     ckpt = Path(checkpoint)
     run_dir = ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt.parent
     default = run_dir / "explain" if top_losses is not None else Path("explain")
     out = choose_output(out, default, force, is_dir=True)
     model = api.load(checkpoint, device=device, trust_class_path=trust_class_path)
     cfg = model.trainlab_config
+    if (cfg.task.name == "language_model") != (prompt is not None):
+        raise ConfigError(f"{checkpoint} is a {cfg.task.name} checkpoint: " + (
+            "explain a language model with --prompt TEXT" if prompt is None else
+            "--prompt is for language-model checkpoints; give FILES, --top-losses N or --split SPLIT"))
+    if prompt is not None:
+        from .explain_lm import explain_lm
+
+        return explain_lm(model, prompt, out)
     if cfg.task.name not in ("classification", "video"):
         raise ConfigError(f"{checkpoint} is a {cfg.task.name} checkpoint: explain draws maps of image and clip "
                           f"classifiers")
