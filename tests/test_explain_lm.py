@@ -51,3 +51,24 @@ def pytest_approx(v):
     import pytest
 
     return pytest.approx(v, rel=1e-4)
+
+
+def test_a_language_model_run_keeps_per_token_losses_and_the_report_shows_them(tmp_path):
+    import pytest
+
+    import trainlab
+    from conftest import TINY_CORPUS, lm_recipe
+    from trainlab.analysis.report import write_report
+
+    corpus = tmp_path / "tiny.txt"
+    corpus.write_text(TINY_CORPUS, encoding="utf-8")
+    run = trainlab.train(lm_recipe(tmp_path / "run", corpus, train={"epochs": 1}))
+    data = json.loads((run.dir / "token_losses.json").read_text())
+    ev = json.loads((run.dir / "eval_test.json").read_text())
+    assert sum(b["tokens"] for b in data["buckets"]) == data["tokens"] == ev["tokens"]
+    mean_nats = sum(b["tokens"] * math.log(b["ppl"]) for b in data["buckets"]) / data["tokens"]
+    assert mean_nats == pytest.approx(ev["loss"], rel=1e-4)  # the buckets split the test loss exactly
+    assert data["passage"] and all(b >= 0 for _, b in data["passage"])
+    html, _ = write_report([run.dir], tmp_path / "r.html")
+    text = html.read_text()
+    assert "Where the language model is surprised" in text and "A passage coloured by surprisal" in text

@@ -125,11 +125,54 @@ def write_thumbnails(folder: Path, rows: list[dict], loader, split: str = "test"
     return len(done)
 
 
-def write_run_predictions(run_path: Path, meter, loader, class_names) -> Path | None:
-    """The final test evaluation's predictions.csv and thumbnails in the run directory (classification)."""
+def write_run_predictions(run_path: Path, meter, loader, class_names, itos: list[str] | None = None) -> Path | None:
+    """The final test evaluation's per-sample results in the run directory: a classification's
+    predictions.csv and thumbnails, a language model's token_losses.json."""
     if not hasattr(meter, "predictions") or not getattr(meter, "keep", False):
         return None
-    rows = records(meter.predictions(), loader, class_names)
+    pred = meter.predictions()
+    if "passage" in pred:
+        return write_token_losses(Path(run_path) / "token_losses.json", pred, itos) if itos else None
+    rows = records(pred, loader, class_names)
     path = write_csv(Path(run_path) / "predictions.csv", rows)
     write_thumbnails(Path(run_path) / "thumbnails", rows, loader)
     return path
+
+
+BUCKETS = [(0, 100), (100, 1000), (1000, 10000), (10000, None)]  # frequency ranks in the training vocabulary
+
+
+def token_summary(pred: dict, itos: list[str], words: int = 30, passage: int = 200) -> dict:
+    """A language model's per-token test losses, summarised (bounded): perplexity per training-frequency
+    bucket (the vocabulary is ordered most frequent first), the words with the highest mean surprisal
+    (seen at least 3 times), and a passage of the text with each token's surprisal in bits."""
+    import math
+
+    import torch
+
+    target, loss = pred["target"], pred["loss"].double()
+    specials = [i for i, t in enumerate(itos[:2]) if t.startswith("<")]
+    rank = target - len(specials)
+    out_buckets = []
+    for name, mask in [("<unk>, <eos>", rank < 0)] + [
+            (f"{lo + 1}-{hi}" if hi else f"{lo + 1}+", (rank >= lo) & ((rank < hi) if hi else True))
+            for lo, hi in BUCKETS]:
+        n = int(mask.sum())
+        if n:
+            out_buckets.append({"ranks": name, "tokens": n, "share": n / len(target),
+                                "ppl": math.exp(min(float(loss[mask].mean()), 700.0))})
+    sums = torch.zeros(len(itos), dtype=torch.float64).index_add_(0, target, loss)
+    counts = torch.bincount(target, minlength=len(itos))
+    seen = (counts >= 3).nonzero().view(-1)
+    mean = sums[seen] / counts[seen]
+    top = seen[mean.argsort(descending=True)[:words]].tolist()
+    bits = 1 / math.log(2)
+    p = pred["passage"]
+    return {"tokens": len(target), "buckets": out_buckets,
+            "surprising": [{"word": itos[i], "count": int(counts[i]), "bits": float(sums[i] / counts[i]) * bits}
+                           for i in top],
+            "passage": [[itos[int(i)], float(v) * bits] for i, v in zip(p[0][:passage].tolist(), p[1][:passage].tolist())]}
+
+
+def write_token_losses(path: Path, pred: dict, itos: list[str]) -> Path:
+    return atomic.write_text(path, json.dumps(token_summary(pred, itos), indent=1))

@@ -94,6 +94,14 @@ class Doc:
         self.html.append('<div class="gallery">' + "".join(figs) + "</div>")
         self.md.append(" ".join(md) + "\n")
 
+    def tokens(self, pieces: list[tuple[str, float]]) -> None:
+        """Text shaded token by token (a language model's surprisal in bits; the darkest is the largest)."""
+        top = max([b for _, b in pieces] + [1.0])
+        spans = "".join(f'<span title="{b:.2f} bits" style="background:rgba(207,34,46,{0.85 * b / top:.2f})">'
+                        f'{"<br>" if t == "<eos>" else html.escape(t)}</span> ' for t, b in pieces)
+        self.html.append(f'<p style="line-height:1.9">{spans}</p>')
+        self.md.append(" ".join(f"{t}[{b:.1f}]" for t, b in pieces) + "\n")
+
     def open_details(self, summary: str) -> None:
         self.html.append(f"<details><summary>{html.escape(summary)}</summary>")
         self.md.append(f"\n**{summary}**\n")

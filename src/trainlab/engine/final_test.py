@@ -39,7 +39,8 @@ def final_test(trainer) -> dict:
         which["best_step"] = best.best_step  # not in metrics.jsonl, where numbers are metrics
     if trainer.run is not None:
         trainer.run.write_json("eval_test.json", {"split": "test", **result, **details, **which})
-        write_run_predictions(trainer.run.path, meter, trainer.loaders["test"], trainer.meta.get("class_names"))
+        write_run_predictions(trainer.run.path, meter, trainer.loaders["test"], trainer.meta.get("class_names"),
+                              trainer.meta.get("itos"))
     _hparams(trainer, result)
     if current is not None:
         trainer.model.load_state_dict(current)
