@@ -313,10 +313,11 @@ def evaluate(checkpoint: str | Path, *overrides: str, split: str = "test", out: 
     try:
         atomic.write_text(out, json.dumps(result, indent=2))
         result["written_to"] = str(out)
-        if hasattr(meter, "predictions"):
+        pred = meter.predictions() if hasattr(meter, "predictions") else {}
+        if "probs" in pred:  # a classification: one row per sample
             from .predictions import records, write_csv
 
-            rows = records(meter.predictions(), parts.loaders[split], model.class_names)
+            rows = records(pred, parts.loaders[split], model.class_names)
             result["predictions_written_to"] = str(write_csv(pred_out, rows))
     except OSError as e:
         LOG.warning("could not write %s: %s", out, e)
