@@ -88,11 +88,11 @@ class Doc:
             self.images[name] = png
             data = base64.b64encode(png).decode("ascii")
             cap = "".join(f'<span class="{s}">{html.escape(t)}</span>' for t, s in lines)
-            figs.append(f'<figure title="{html.escape(title)}"><img src="data:image/png;base64,{data}" '
+            figs.append(f'<figure title="{html.escape(title)}"><img class="thumb" src="data:image/png;base64,{data}" '
                         f'alt="{html.escape(title)}"><figcaption>{cap}</figcaption></figure>')
             md.append(f"![{' / '.join(t for t, _ in lines)}](FILES/{name})")
         self.html.append('<div class="gallery">' + "".join(figs) + "</div>")
-        self.md.append(" ".join(md) + "\n")
+        self.md.append("\n".join(md) + "\n")
 
     def tokens(self, pieces: list[tuple[str, float]]) -> None:
         """Text shaded token by token (a language model's surprisal in bits; the darkest is the largest)."""
