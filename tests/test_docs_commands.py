@@ -52,6 +52,7 @@ APPEND = {
     "cv": ["--folds", "2", *TINY],
     "speedrun": ["--runs", "1", "--baseline-seconds", "1", *TINY],
     "bench": ["--steps", "2", "data.max_samples=64"],
+    "lr-find": ["--steps", "5", "data.max_samples=64"],
 }
 
 

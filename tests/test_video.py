@@ -250,6 +250,9 @@ def test_prepare_train_eval_predict_from_the_command_line(tmp_path, capsys):
     ckpt = run / "checkpoints" / "best.pt"
     assert main(["eval", str(ckpt)]) == 0
     assert "on test (8 samples)" in capsys.readouterr().out
+    rows = (run / "predictions.csv").read_text().splitlines()  # per-sample results name the clip files
+    assert len(rows) == 9 and rows[1].split(",")[1].endswith(".avi")
+    assert any(p.suffix == ".png" for p in (run / "thumbnails").iterdir())  # frame strips of the shown clips
     clip = sorted((root / "left").glob("*test*.avi"))[0]
     assert main(["predict", str(ckpt), str(clip), "--out", str(tmp_path / "p.csv"), "--topk", "2"]) == 0
     out = capsys.readouterr().out

@@ -192,5 +192,8 @@ def build_trainer(parts: Parts, run=None, callbacks: Optional[list] = None, spli
     """The Trainer over ``parts`` (``splits``: the loaders to give it, default all)."""
     from .engine.trainer import Trainer
 
+    if parts.cfg.optim.lr == "find":
+        raise ConfigError("optim.lr=find is resolved by trainlab train (and trainlab.train); here give a number "
+                          "(`trainlab lr-find RECIPE` suggests one)")
     loaders = parts.loaders if splits is None else {k: v for k, v in parts.loaders.items() if k in splits}
     return Trainer(parts.cfg, parts.model, parts.task, loaders, parts.device, run, parts.meta, callbacks)

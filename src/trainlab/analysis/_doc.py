@@ -23,6 +23,11 @@ pre{background:#f7f7f7;padding:.7em;overflow-x:auto;font-size:.82em;border:1px s
 pre.wrap{white-space:pre-wrap;overflow-wrap:break-word}
 img{max-width:100%;height:auto;border:1px solid #eee;margin:.4em 0;vertical-align:top}
 img.half{width:49.5%}
+.gallery{display:flex;flex-wrap:wrap;gap:8px;margin:.5em 0}
+.gallery figure{margin:0;min-width:148px;max-width:100%;font-size:.72em;line-height:1.25}
+.gallery img{max-width:100%;image-rendering:pixelated;border:1px solid #ddd;margin:0}
+.gallery figcaption span{display:block;white-space:nowrap;overflow:hidden;text-overflow:ellipsis}
+.gallery .id{color:#666} .gallery .ok{color:#1a7f37;font-weight:600} .gallery .bad{color:#cf222e;font-weight:600}
 .wide{overflow-x:auto} .fit table{width:100%} .fit td,.fit th{overflow-wrap:break-word;font-size:.95em}
 .fit td{max-width:22em} .note{color:#555;font-size:.9em} details{margin:.6em 0} summary{cursor:pointer;font-weight:600}
 """
@@ -76,6 +81,31 @@ class Doc:
         cls = ' class="half"' if half else ""
         self.html.append(f'<img{cls} src="data:image/png;base64,{data}" alt="{html.escape(alt)}">')
         self.md.append(f"![{alt}](FILES/{name})\n")
+
+    def gallery(self, items: list) -> None:
+        """Thumbnails with captions: ``items`` of (file name, PNG bytes, [(line, style)], title); style is
+        '', 'id' (grey), 'ok' (green) or 'bad' (red)."""
+        figs, md = [], []
+        for name, png, lines, title in items:
+            name = re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
+            while name in self.images:
+                name = "_" + name
+            self.images[name] = png
+            data = base64.b64encode(png).decode("ascii")
+            cap = "".join(f'<span class="{s}">{html.escape(t)}</span>' for t, s in lines)
+            figs.append(f'<figure title="{html.escape(title)}"><img class="thumb" src="data:image/png;base64,{data}" '
+                        f'alt="{html.escape(title)}"><figcaption>{cap}</figcaption></figure>')
+            md.append(f"![{' / '.join(t for t, _ in lines)}](FILES/{name})")
+        self.html.append('<div class="gallery">' + "".join(figs) + "</div>")
+        self.md.append("\n".join(md) + "\n")
+
+    def tokens(self, pieces: list[tuple[str, float]]) -> None:
+        """Text shaded token by token (a language model's surprisal in bits; the darkest is the largest)."""
+        top = max([b for _, b in pieces] + [1.0])
+        spans = "".join(f'<span title="{b:.2f} bits" style="background:rgba(207,34,46,{0.85 * b / top:.2f})">'
+                        f'{"<br>" if t == "<eos>" else html.escape(t)}</span> ' for t, b in pieces)
+        self.html.append(f'<p style="line-height:1.9">{spans}</p>')
+        self.md.append(" ".join(f"{t}[{b:.1f}]" for t, b in pieces) + "\n")
 
     def open_details(self, summary: str) -> None:
         self.html.append(f"<details><summary>{html.escape(summary)}</summary>")

@@ -16,6 +16,9 @@ import yaml
 from . import plots
 from ._doc import Doc
 from .compare import labels_by_difference, ranking
+from .dynamics_section import dynamics_section
+from .error_analysis import error_analysis
+from .lm_section import lm_analysis
 from .rundata import OVERFIT_RULE, RunData, run_labels
 
 LOG = logging.getLogger("trainlab")
@@ -99,6 +102,9 @@ def _run_sections(doc: Doc, run: RunData, model, level: int) -> None:
     if run.eval_test and run.eval_test.get("per_class"):
         doc.heading("Per-class results (test split, best checkpoint)", h)
         _per_class(doc, run)
+    error_analysis(doc, run, h, compact=level > 2)  # in a comparison: no galleries
+    lm_analysis(doc, run, h, compact=level > 2)
+    dynamics_section(doc, run, h)
     doc.heading("Time per epoch and throughput", h)
     _timing(doc, run)
     doc.heading("Model", h)

@@ -19,10 +19,12 @@ from ._common import is_override, setup_logging
 COMMANDS = (
     (train.add_train, train.cmd_train),
     (train.add_eval, train.cmd_eval),
+    (train.add_lr_find, train.cmd_lr_find),
     (use.add_predict, use.cmd_predict),
     (use.add_generate, use.cmd_generate),
     (ship.add_export, ship.cmd_export),
     (ship.add_serve, ship.cmd_serve),
+    (use.add_explain, use.cmd_explain),
     (analysis.add_summary, analysis.cmd_summary),
     (analysis.add_report, analysis.cmd_report),
     (sweep.add_sweep, sweep.cmd_sweep),

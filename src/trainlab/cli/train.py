@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import sys
 
-from ._common import add_force, add_overrides, add_trust, scalars
+from ..errors import ConfigError
+from ._common import add_force, add_overrides, add_trust, positive_int, scalars
 
 
 def add_train(sub):
@@ -48,6 +50,8 @@ def add_eval(sub):
     add_overrides(e, "data.* overrides, e.g. data.root=PATH")
     e.add_argument("--split", default="test", choices=["train", "valid", "test"])
     e.add_argument("--out", help="JSON file for the results (default: beside the checkpoint)")
+    e.add_argument("--predictions", help="CSV of per-sample results of a classification (default: "
+                   "predictions.csv beside the JSON, or the next free predictions-N.csv)")
     e.add_argument("--json", action="store_true", help="print the full JSON result")
     add_trust(e)
     add_force(e)
@@ -58,7 +62,7 @@ def cmd_eval(args) -> int:
     from .. import api
 
     result = api.evaluate(args.checkpoint, *args.overrides, split=args.split, out=args.out,
-                          trust_class_path=args.trust_class_path, force=args.force)
+                          trust_class_path=args.trust_class_path, force=args.force, predictions=args.predictions)
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
@@ -71,4 +75,37 @@ def cmd_eval(args) -> int:
             print(f"{r['class'][:16]:>16} {r['precision']:9.4f} {r['recall']:9.4f} {r['f1']:9.4f} {r['support']:8d}")
     if "written_to" in result:
         print(f"written to {result['written_to']}")
+    if "predictions_written_to" in result:
+        print(f"per-sample results written to {result['predictions_written_to']}")
+    return 0
+
+
+def add_lr_find(sub):
+    f = sub.add_parser("lr-find", help="learning-rate range test of a recipe: a plot and a suggested optim.lr")
+    f.add_argument("recipe")
+    add_overrides(f, "config overrides, e.g. data.root=PATH")
+    f.add_argument("--start", type=float, default=1e-7, help="first LR of the sweep (default 1e-7)")
+    f.add_argument("--end", type=float, default=10.0, help="last LR of the sweep (default 10)")
+    f.add_argument("--steps", type=positive_int, default=100, help="optimizer steps at most (default 100)")
+    f.add_argument("--out", help="PNG of the curve (default lr_find.png, or the next free lr_find-N.png)")
+    add_force(f)
+    return f
+
+
+def cmd_lr_find(args) -> int:
+    from ..api import lr_find
+
+    if not 0 < args.start < args.end:
+        raise ConfigError(f"--start {args.start} and --end {args.end}: need 0 < start < end")
+    result = lr_find(args.recipe, *args.overrides, start_lr=args.start, end_lr=args.end, steps=args.steps,
+                     out=args.out, force=args.force)
+    if result.get("warning"):
+        print(f"warning: {result['warning']}", file=sys.stderr)
+    print(f"{len(result['lrs'])} steps in {result['seconds']:.1f} s; {result['stopped']}")
+    if result["suggestion"] is None:
+        print("no suggestion: the loss did not fall over the sweep (widen --start/--end or add --steps)")
+    else:
+        print(f"suggested optim.lr={result['suggestion']:.3g} (steepest descent of the smoothed loss; its minimum "
+              f"at {result['min_loss_lr']:.3g})")
+    print(f"plot written to {result['plot']}")
     return 0

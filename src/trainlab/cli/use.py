@@ -103,3 +103,31 @@ def cmd_generate(args) -> int:
     if args.out:
         print(f"written to {args.out} (UTF-8)", file=sys.stderr)
     return 0
+
+
+def add_explain(sub):
+    e = sub.add_parser("explain", help="Grad-CAM and saliency maps of an image or clip classifier, surprisal and "
+                                       "attention of a language model: PNGs + HTML")
+    e.add_argument("checkpoint")
+    e.add_argument("files", nargs="*", help="image or video files, or folders of them")
+    e.add_argument("--top-losses", type=positive_int, metavar="N",
+                   help="the N test samples with the highest loss (the run's predictions.csv); written into "
+                        "the run's explain/ folder, which its report shows")
+    e.add_argument("--split", choices=["train", "valid", "test"], help="the first --limit samples of a split")
+    e.add_argument("--limit", type=positive_int, default=16, help="samples of --split (default 16)")
+    e.add_argument("--prompt", help="a language model: surprisal per token and (transformer_lm) the attention "
+                                    "of every layer and head over this text")
+    e.add_argument("--out", help="output folder (default: explain/, or RUN/explain for --top-losses)")
+    e.add_argument("--device", default="cpu")
+    add_trust(e)
+    add_force(e)
+    return e
+
+
+def cmd_explain(args) -> int:
+    from ..inference.explain_run import explain_checkpoint
+
+    page = explain_checkpoint(args.checkpoint, args.files, args.top_losses, args.split, args.limit, args.out,
+                              args.force, args.device, args.trust_class_path, args.prompt)
+    print(f"maps written to {page.parent} (open {page})")
+    return 0

@@ -146,7 +146,8 @@ class ModelConfig(_Section):
 @dataclass
 class OptimConfig(_Section):
     name: str = _f("adam", "sgd | adam | adamw | nadam | rmsprop")
-    lr: float = _f(1e-3, "peak learning rate")
+    lr: float | Literal["find"] = _f(1e-3, "peak learning rate; 'find': trainlab train runs the LR range test "
+                                            "first and trains with its suggestion (lr_find.png in the run)")
     weight_decay: float = _f(0.0, "L2 penalty (decoupled for adamw)")
     momentum: float = _f(0.9, "momentum for sgd and rmsprop")
     nesterov: bool = _f(False, "Nesterov momentum for sgd")
@@ -159,7 +160,7 @@ class OptimConfig(_Section):
 
     def validate(self) -> None:
         self._require({
-            "lr": (self.lr > 0, "must be > 0"),
+            "lr": (self.lr == "find" or self.lr > 0, "must be > 0 (or find)"),
             "weight_decay": (self.weight_decay >= 0, "must be >= 0"),
             "betas": (len(self.betas) == 2, "must be two numbers"),
             "norm_lr_scale": (self.norm_lr_scale > 0, "must be > 0"),

@@ -1,5 +1,6 @@
 """The Trainer and what it needs: optimizers, schedules, checkpoints, devices."""
 
+from . import dynamics  # noqa: F401 - registers the 'dynamics' callback
 from .checkpoint import load_checkpoint, load_model_state, save_checkpoint
 from .device import autocast, resolve_device
 from .evaluate import evaluate_model

@@ -35,9 +35,10 @@ def predict(model: nn.Module, task, loader, device: torch.device, precision: str
     """Per-sample predictions over ``loader``: the task meter's ``predictions()`` (for classification
     ``index``, ``target``, ``pred``, ``probs``), joined to the data by ``index``, not by position."""
     _, meter = evaluate_model(model, task, loader, device, precision, keep_predictions=True)
-    if not hasattr(meter, "predictions"):
-        raise TypeError(f"task {type(task).__name__} keeps no per-sample predictions")
-    return meter.predictions()
+    pred = meter.predictions() if hasattr(meter, "predictions") else {}
+    if "probs" not in pred:  # a language model keeps per-token losses, not per-sample classes
+        raise TypeError(f"task {type(task).__name__} keeps no per-sample class predictions")
+    return pred
 
 
 def throughput_unit(task) -> str:

@@ -8,6 +8,7 @@ from . import distributed
 from .checkpoint import load_checkpoint, load_model_state
 from .evaluate import format_metrics
 from .monitoring import BestCheckpoint
+from ..predictions import write_run_predictions
 
 LOG = logging.getLogger("trainlab")
 
@@ -38,8 +39,30 @@ def final_test(trainer) -> dict:
         which["best_step"] = best.best_step  # not in metrics.jsonl, where numbers are metrics
     if trainer.run is not None:
         trainer.run.write_json("eval_test.json", {"split": "test", **result, **details, **which})
+        write_run_predictions(trainer.run.path, meter, trainer.loaders["test"], trainer.meta.get("class_names"),
+                              trainer.meta.get("itos"))
+    _hparams(trainer, result)
     if current is not None:
         trainer.model.load_state_dict(current)
     LOG.info("test%s (%s): %s", f" = {named}" if named else "", which["weights"],
              format_metrics(trainer.task, result))
     return result
+
+
+def _hparams(trainer, result: dict) -> None:
+    """TensorBoard's HParams view: the run's numeric, text and flag settings with its test metrics, so a
+    sweep's runs line up there."""
+    tb = getattr(trainer.writer, "tb", None)
+    if tb is None:
+        return
+    flat = {}
+    for section, values in trainer.cfg.to_dict().items():
+        for k, v in (values or {}).items() if isinstance(values, dict) else ():
+            if isinstance(v, (int, float, str, bool)):
+                flat[f"{section}.{k}"] = v
+    metrics = {f"hparam/test_{k}": v for k, v in result.items() if isinstance(v, float) and k in trainer.task.metrics}
+    try:
+        tb.add_hparams(flat, metrics, run_name=".")
+        tb.flush()
+    except Exception as e:  # noqa: BLE001 - TensorBoard must never fail a finished run
+        LOG.warning("TensorBoard hparams not written: %s", e)

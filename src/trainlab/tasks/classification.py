@@ -24,6 +24,7 @@ class ClassificationMeter:
         self.probs: list[torch.Tensor] = []
         self.targets: list[torch.Tensor] = []
         self.index: list[torch.Tensor] = []
+        self.losses: list[torch.Tensor] = []  # per-sample cross-entropy (no label smoothing)
 
     def update(self, out: dict, batch: dict) -> None:
         logits, y = out["outputs"].detach(), batch["targets"]
@@ -40,6 +41,7 @@ class ClassificationMeter:
             self.preds.append(top[:, 0].cpu())
             self.targets.append(y.cpu())
             self.index.append(batch["index"].cpu())
+            self.losses.append(F.cross_entropy(logits.float(), y, reduction="none").cpu())
 
     def state_dict(self) -> dict:
         return {"n": self.n, "sums": None if self._acc is None else self._acc.cpu()}
@@ -56,14 +58,15 @@ class ClassificationMeter:
 
     def predictions(self) -> dict[str, torch.Tensor]:
         """What ``keep_predictions`` kept, in loader order: ``index`` (position in the split),
-        ``target``, ``pred`` (top-1 class) and ``probs`` ([N, num_classes] softmax)."""
+        ``target``, ``pred`` (top-1 class), ``probs`` ([N, num_classes] softmax) and ``loss`` (per sample)."""
         if not self.keep:
             raise ValueError("this meter kept no predictions: create it with keep_predictions=True")
         if not self.probs:
             return {"index": torch.zeros(0, dtype=torch.long), "target": torch.zeros(0, dtype=torch.long),
-                    "pred": torch.zeros(0, dtype=torch.long), "probs": torch.zeros(0, self.num_classes)}
+                    "pred": torch.zeros(0, dtype=torch.long), "probs": torch.zeros(0, self.num_classes),
+                    "loss": torch.zeros(0)}
         return {"index": torch.cat(self.index), "target": torch.cat(self.targets), "pred": torch.cat(self.preds),
-                "probs": torch.cat(self.probs)}
+                "probs": torch.cat(self.probs), "loss": torch.cat(self.losses)}
 
     def details(self, class_names: list[str] | None = None) -> dict:
         """Per-class precision/recall/F1 and the confusion matrix (torchmetrics)."""

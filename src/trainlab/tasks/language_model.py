@@ -40,16 +40,34 @@ def move_state(state, device):
 class LMMeter:
     """Token-weighted loss sums over a pass, on the device (one read-back at ``compute``)."""
 
-    def __init__(self, vocab_size: int):
+    def __init__(self, vocab_size: int, keep_predictions: bool = False):
         self.num_classes = vocab_size
         self.n = 0
         self._sum = None
+        self.keep = keep_predictions
+        self.targets: list[torch.Tensor] = []   # kept: every target token and its loss (nats)
+        self.losses: list[torch.Tensor] = []
+        self.passage: list[torch.Tensor] = []   # row 0 of each window: a contiguous run of the text
 
     def update(self, out: dict, batch: dict) -> None:
         n = batch["targets"].numel()
         s = out["loss"].detach().float() * n
         self._sum = s if self._sum is None else self._sum + s
         self.n += n
+        if self.keep:
+            y, logits = batch["targets"], out["outputs"].detach()
+            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), y.reshape(-1), reduction="none")
+            self.targets.append(y.reshape(-1).cpu())
+            self.losses.append(loss.cpu())
+            self.passage.append(torch.stack([y[0].cpu().float(), loss.view(y.shape)[0].cpu()]))
+
+    def predictions(self) -> dict:
+        """Kept per-token results: ``target`` ids and ``loss`` (nats), and ``passage`` [2, L] (ids, loss) of
+        the first stream, in text order."""
+        if not self.keep:
+            raise ValueError("this meter kept no predictions: create it with keep_predictions=True")
+        cat = (lambda xs: torch.cat(xs, dim=-1)) if self.targets else (lambda xs: torch.zeros(0))
+        return {"target": cat(self.targets).long(), "loss": cat(self.losses), "passage": cat(self.passage)}
 
     def compute(self) -> dict:
         if self._sum is None or self.n == 0:
@@ -95,7 +113,7 @@ class LanguageModelTask(Task):
         return {"loss": loss, "outputs": logits}
 
     def meter(self, keep_predictions: bool = False) -> LMMeter:
-        return LMMeter(self.vocab_size)
+        return LMMeter(self.vocab_size, keep_predictions)
 
     def state_dict(self) -> dict:
         return {"train_state": move_state(self._state[True], "cpu")}
