@@ -98,6 +98,14 @@ def all_sum(*values: float):
     return out[0] if len(values) == 1 else out
 
 
+def batch_weight(n: int, device: torch.device) -> torch.Tensor:
+    """``n`` x world / the global batch, as a tensor on ``device`` (no host sync): DDP's mean of the
+    ranks' mean losses, each scaled by it, is the mean over the global batch also when shards are uneven."""
+    t = torch.full((1,), float(n), dtype=torch.float32, device=device)
+    dist.all_reduce(t)
+    return (n * dist.get_world_size()) / t[0]
+
+
 def _cpu(v):
     return v.detach().cpu() if isinstance(v, torch.Tensor) else v
 
