@@ -96,3 +96,14 @@ def test_skip_batch_skips_exactly_the_bad_batches(tmp_path):
     assert [r.get("skipped_batches") for r in train] == [1, 2]
     assert [r["step"] for r in train] == [7, 14]  # 8 batches per epoch, one skipped in each
     assert train[0]["samples"] == 256 - 32 and _finite_weights(run.dir / "checkpoints" / "last.pt")
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU on this machine: the deferred check's default")
+def test_on_a_gpu_the_check_is_deferred_by_default_and_still_exact(tmp_path):
+    model = NaNAt(bad={3})
+    with pytest.raises(NonFiniteLossError, match=r"at epoch 1, batch 3, step 2 \(noticed 5 batch\(es\) later: "
+                                                 r"train.nonfinite_check_every=100\)"):
+        _train(tmp_path, model, device="cuda", deterministic=False)
+    assert model.calls == 8  # read at the epoch's end, not at the bad batch
+    assert not list((tmp_path / "run" / "checkpoints").glob("*.pt"))
