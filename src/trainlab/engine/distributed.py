@@ -18,7 +18,7 @@ from typing import Optional
 import torch
 import torch.distributed as dist
 
-from ..errors import ConfigError, DeviceError
+from ..errors import ConfigError, DeviceError, DistributedError
 from .device import resolve_device
 
 LOG = logging.getLogger("trainlab")
@@ -134,6 +134,19 @@ def reduce_meter(meter):
     for key in {k for _, ls in gathered for k in ls}:
         setattr(out, key, [t for _, ls in gathered for t in ls.get(key, [])])
     return out
+
+
+def lost_peer(error: BaseException, where: str) -> Optional[DistributedError]:
+    """The clear error for a collective that failed because another rank or node went away (its
+    process was killed, its host lost): gloo and nccl raise RuntimeErrors naming a socket."""
+    dist_error = getattr(dist, "DistError", ())
+    text = str(error)
+    if not isinstance(error, RuntimeError) or not (
+            isinstance(error, dist_error) or any(w in text for w in ("gloo", "NCCL", "nccl", "Connection", "Socket"))):
+        return None
+    first = next((line.strip() for line in text.splitlines() if line.strip()), type(error).__name__)
+    return DistributedError(f"another process of this distributed run stopped or cannot be reached ({first[:300]}) "
+                            f"{where}. Start the same command on every node again with train.resume=auto")
 
 
 def broadcast_object(obj):

@@ -259,6 +259,12 @@ class Trainer:
                 purge = self.state.step + 1 if self.state.step else None  # drop TB events past the checkpoint
                 self.writer = MetricsWriter(self.run, self.cfg.run.tensorboard, purge_step=purge)
             return self._fit()
+        except RuntimeError as e:
+            lost = distributed.lost_peer(e, f"at epoch {self.state.epoch + 1}, step {self.state.step}; last "
+                                            f"checkpoint: {self._last_checkpoint() or 'none written yet'}")
+            if lost is None:
+                raise
+            raise lost from e
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
