@@ -99,7 +99,6 @@ def test_two_nodes_match_one_process_and_a_dead_node_stops_the_other(tmp_path):
     procs[1].communicate()
     assert procs[0].returncode != 0, out[-3000:]
     assert "error: another process of this distributed run stopped or cannot be reached" in out, out[-5000:]
-    print([line for line in out.splitlines() if "error:" in line])
     assert "last checkpoint: " in out and "on every node again with train.resume=auto" in out
     assert not (killed / "eval_test.json").exists(), "finished before it was killed"
     codes, outs = _finish(_nodes(recipe, "resumed", *args, "train.resume=auto"))

@@ -107,3 +107,40 @@ def test_on_a_gpu_the_check_is_deferred_by_default_and_still_exact(tmp_path):
         _train(tmp_path, model, device="cuda", deterministic=False)
     assert model.calls == 8  # read at the epoch's end, not at the bad batch
     assert not list((tmp_path / "run" / "checkpoints").glob("*.pt"))
+
+
+@pytest.mark.slow
+def test_the_deferred_check_under_ddp_matches_one_process_and_stops_every_rank(tmp_path):
+    """Two gloo processes: the loss weights of uneven shards come from an on-device all-reduce and
+    the flags are summed at each check; the curves are those of one process (tests/test_distributed.py's
+    tolerance), and a NaN stops both ranks with the error."""
+    import os
+    import subprocess
+    import sys
+
+    import yaml
+
+    from conftest import REPO
+    from trainlab.tracking import read_metrics
+
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    common = dict(data={"max_samples": 301, "batch_size": 32},
+                  model={"name": "convnet", "init_args": {"channels": [8, 16], "hidden": [32], "dropout": 0.0,
+                                                         "batch_norm": False}},
+                  optim={"name": "sgd", "lr": 0.05},
+                  train={"epochs": 2, "seed": 3, "device": "cpu", "nonfinite_check_every": 4})
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(yaml.safe_dump(tiny_recipe(tmp_path / "two", **common)))
+    cmd = [sys.executable, "-m", "trainlab", "train", str(recipe), "train.devices=2"]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    one = trainlab.train(tiny_recipe(tmp_path / "one", **common))
+    two, ref = read_metrics(tmp_path / "two"), read_metrics(one.dir)
+    assert [(r["epoch"], r["split"], r["samples"]) for r in two] == [(r["epoch"], r["split"], r["samples"]) for r in ref]
+    for a, b in zip(two, ref):
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-4, abs=1e-5), (a, b)
+    bad = subprocess.run(cmd + ["optim.lr=1e12", f"run.dir={tmp_path / 'nan'}"], env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert bad.returncode != 0
+    assert bad.stderr.count("train.nonfinite_check_every=4)") >= 1 and "loss became" in bad.stderr
+    assert not list((tmp_path / "nan" / "checkpoints").glob("*.pt"))
