@@ -6,7 +6,7 @@
 #
 # First its Python: a venv (.venv-gpu) that sees this machine's own PyTorch when there is one
 # (a GPU image's CUDA build, which pip could not fetch offline), with trainlab installed from this
-# checkout, wheels from --wheels (packages the machine lacks, e.g. mlxtend) and whatever else is
+# checkout (a .pth to src/), wheels from --wheels (packages the machine lacks, e.g. mlxtend) and whatever else is
 # missing from the registry when one is reachable; without a PyTorch, `make install` (the
 # registry's). --python PY (or --dry-run without --setup venv) uses PY as it is, trainlab from src/.
 # Then benchmarks/gpu_check.py runs each step in its own time box (about 7 minutes in all by
@@ -47,12 +47,18 @@ setup_venv() {
     if [ -n "$WHEELS" ]; then
       "$VENV/bin/python" -m pip install -q --no-index --no-deps "$WHEELS"/*.whl || return 1
     fi
-    "$VENV/bin/python" -m pip install -q --no-deps --no-build-isolation -e . || return 1
+    # trainlab from this checkout, as `pip install -e .` would put it, without building anything
+    echo "$PWD/src" >"$(purelib "$VENV/bin/python")/_gpu_check_trainlab.pth" || return 1
+    printf '#!/bin/sh\nexec "%s" -m trainlab "$@"\n' "$(cd "$VENV" && pwd)/bin/python" >"$VENV/bin/trainlab"
+    chmod +x "$VENV/bin/trainlab"
+    "$VENV/bin/python" -c 'import trainlab, torch' || return 1
     local missing
     missing=$("$VENV/bin/python" benchmarks/gpu_check.py --missing)
-    if [ -n "$missing" ]; then
+    if [ -n "$missing" ] && [ -n "$WHEELS" ]; then
+      echo "not installed: $missing (offline with --wheels: the steps that need them will say so)"
+    elif [ -n "$missing" ]; then
       echo "missing: $missing; trying the package registry"
-      timeout 120 "$VENV/bin/python" -m pip install -q --retries 1 --timeout 15 $missing \
+      timeout 60 "$VENV/bin/python" -m pip install -q --retries 1 --timeout 10 $missing \
         || echo "not installed: $missing (the steps that need them will say so)"
     fi
   else

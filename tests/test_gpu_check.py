@@ -91,3 +91,16 @@ def test_the_dry_run_runs_every_step_on_cpu(tmp_path):
         status = "skipped" if name.endswith("fp16") else "ok"
         assert f"| {name} | {status} |" in summary, name
     assert "samples/s" in summary and "ratio" in summary and "first step s (compile)" in summary
+
+
+@pytest.mark.slow
+def test_the_setup_makes_a_venv_that_sees_this_pythons_torch_and_this_checkout(tmp_path):
+    venv = tmp_path / "venv"
+    proc = subprocess.run(["bash", str(SCRIPT), "--setup", "venv", "--venv", str(venv), "--dry-run", "--plan-only",
+                           "--out", str(tmp_path / "out"), "--work", str(tmp_path / "work")],
+                          env={**os.environ, "PYTHON": sys.executable}, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and f"venv {venv} ready" in proc.stdout, proc.stdout + proc.stderr
+    check = subprocess.run([str(venv / "bin" / "trainlab"), "list", "models"], capture_output=True, text=True,
+                           timeout=120, env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
+    assert check.returncode == 0 and "speednet" in check.stdout, check.stderr
+    assert f"{venv}/bin/python -c import torch" in proc.stdout  # the plan runs in the venv
