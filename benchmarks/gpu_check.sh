@@ -41,11 +41,13 @@ purelib() { "$1" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])';
 
 setup_venv() {
   if "$PY_BASE" -c 'import torch' 2>/dev/null; then
-    test -x "$VENV/bin/python" || "$PY_BASE" -m venv "$VENV" || return 1
+    # without ensurepip (a system Python lacking python3-venv) the venv has no pip: the base's pip installs into it
+    test -x "$VENV/bin/python" || "$PY_BASE" -m venv "$VENV" || "$PY_BASE" -m venv --without-pip "$VENV" || return 1
     # the base interpreter's packages (its torch) on the venv's path, also when the base is itself a venv
     purelib "$PY_BASE" >"$(purelib "$VENV/bin/python")/_gpu_check_base.pth" || return 1
     if [ -n "$WHEELS" ]; then
-      "$VENV/bin/python" -m pip install -q --no-index --no-deps "$WHEELS"/*.whl || return 1
+      "$PY_BASE" -m pip install -q --no-index --no-deps --target "$(purelib "$VENV/bin/python")" "$WHEELS"/*.whl \
+        || return 1
     fi
     # trainlab from this checkout, as `pip install -e .` would put it, without building anything
     echo "$PWD/src" >"$(purelib "$VENV/bin/python")/_gpu_check_trainlab.pth" || return 1
@@ -58,7 +60,7 @@ setup_venv() {
       echo "not installed: $missing (offline with --wheels: the steps that need them will say so)"
     elif [ -n "$missing" ]; then
       echo "missing: $missing; trying the package registry"
-      timeout 60 "$VENV/bin/python" -m pip install -q --retries 1 --timeout 10 $missing \
+      timeout 60 "$PY_BASE" -m pip install --target "$(purelib "$VENV/bin/python")" -q --retries 1 --timeout 10 $missing \
         || echo "not installed: $missing (the steps that need them will say so)"
     fi
   else
