@@ -29,6 +29,7 @@ SHARED = Path(os.environ.get("TRAINLAB_SHARED_DATA", Path(__file__).resolve().pa
 DATASETS = {  # name -> (trainlab data.name, root, ImageFolder root)
     "tiny-imagenet": ("tiny_imagenet", SHARED / "tiny-imagenet-200", SHARED / "tiny-imagenet-200" / "train"),
     "cats-vs-dogs": ("catsdogs", SHARED / "cats-vs-dogs", SHARED / "cats-vs-dogs" / "training_set"),
+    "cifar10": ("cifar10", SHARED / "cifar10-jpg", SHARED / "cifar10-jpg" / "train"),  # the GPU check's
 }
 
 
@@ -99,7 +100,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2, help="DataLoader workers of the baseline")
     ap.add_argument("--channels-last", action="store_true", help="both sides use channels_last")
     ap.add_argument("--device", default="cpu", help="cpu or cuda")
-    ap.add_argument("--datasets", nargs="*", default=list(DATASETS))
+    ap.add_argument("--datasets", nargs="*", default=["tiny-imagenet", "cats-vs-dogs"], choices=list(DATASETS))
     args = ap.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, ResNet-18 at {args.size}px, batch {args.batch}, "
           f"{args.steps} steps x {args.repeats} repeats, baseline workers {args.workers}")

@@ -37,6 +37,7 @@ def test_speedup_and_scaling_efficiency():
     assert "62%" in format_table(rows, []) and "efficiency" not in cpu
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(torch.cuda.device_count() < 1, reason="no GPU on this machine: the GPU rows need CUDA")
 def test_bench_has_a_row_per_gpu_count(tmp_path, capsys):
     recipe = tmp_path / "r.yaml"

@@ -74,6 +74,7 @@ def test_devices_beyond_the_gpus_is_a_clear_error():
         distributed.check_devices(torch.cuda.device_count() + 1, "cuda")
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(torch.cuda.device_count() < 1,
                     reason="no GPU on this machine: the nccl / one-process-per-GPU path needs CUDA")
 def test_single_gpu_and_nccl_runs(tmp_path):

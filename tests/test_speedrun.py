@@ -81,6 +81,11 @@ def test_speedrun_runs_the_recipe_per_seed_and_writes_the_summary(tmp_path):
     saved = json.loads((out / "speedrun.json").read_text())
     assert saved["metric_stats"]["mean"] == pytest.approx(sum(r["acc1"] for r in saved["runs"]) / 2)
     assert "speedrun mnist" in (out / "speedrun.md").read_text()
+    rf = saved["runs"][0]["roofline"]  # speed-mnist's convnet 8-16-32: about 0.5 M mult-adds per image
+    assert 0.3e6 < rf["macs_per_sample"] < 1e6 and rf["peak_gflops"] > 0
+    assert rf["achieved_gflops"] == pytest.approx(6 * rf["macs_per_sample"] * rf["samples_per_s"] / 1e9)
+    assert rf["ratio"] == pytest.approx(rf["achieved_gflops"] / rf["peak_gflops"])
+    assert "roofline, seed 0: " in (out / "speedrun.md").read_text()
     with pytest.raises(ConfigError, match="already holds runs"):
         speedrun("mnist", out=out)
 
@@ -115,3 +120,14 @@ def test_reference_driver_stops_at_the_goal_after_a_full_epoch(tmp_path):
     assert ref["epochs_completed"] == 1 and ref["reached_goal_s"] is not None
     assert ref["steps"] == -(-(sum(1 for _ in open(tmp_path / "ptb.train.txt")) * 13 // 20 - 1) // 35)
     assert 1 < ref["metric"] < 1e9
+
+
+def test_roofline_arithmetic():
+    from trainlab.speedrun.roofline import achieved_flops, matmul_peak, roofline, roofline_lines
+
+    assert achieved_flops(1e6, 1000) == 6e9  # 2 FLOPs per mult-add, x 3 for forward and backward
+    rf = roofline(33e6, 900, 100e9)
+    assert rf["achieved_gflops"] == pytest.approx(178.2) and rf["ratio"] == pytest.approx(1.782)
+    assert roofline_lines([{"seed": 0, "roofline": roofline(1e6, 1000, 60e9)}])[1].endswith("10.0% of the peak")
+    assert roofline_lines([{"seed": 0, "roofline": None}]) == []
+    assert matmul_peak(1, n=64, repeats=1, products=1) > 0

@@ -23,3 +23,7 @@ class DeviceError(TrainlabError, RuntimeError):
 
 class NonFiniteLossError(TrainlabError, RuntimeError):
     """Training produced a NaN or Inf loss."""
+
+
+class DistributedError(TrainlabError, RuntimeError):
+    """Another process of a distributed run stopped or cannot be reached."""

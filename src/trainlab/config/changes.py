@@ -12,7 +12,7 @@ from ..errors import ConfigError
 # keys whose change keeps a resumed run the same experiment
 RESUMABLE = {
     "train.epochs", "train.max_steps", "train.device", "train.devices", "train.threads", "train.resume",
-    "train.resume_allow_changes", "train.log_every_steps", "train.checkpoint_every_steps", "train.keep_freed_memory",
+    "train.resume_allow_changes", "train.log_every_steps", "train.checkpoint_every_steps", "train.nonfinite_check_every", "train.keep_freed_memory",
     "train.compile", "data.num_workers", "data.cache_dir", "data.cache_max_gb", "data.eval_batch_size",
     "run.progress", "run.tensorboard", "run.tensorboard_graph", "run.dir", "run.root", "run.name",
 }

@@ -228,6 +228,10 @@ class TrainConfig(_Section):
     eval_test: bool = _f(False, "also evaluate the test split after every epoch")
     checkpoint_every_steps: Optional[int] = _f(None, "also write last.pt every N optimizer steps")
     on_nonfinite: Literal["error", "skip_batch"] = _f("error", "NaN/Inf loss: stop, or skip the batch")
+    nonfinite_check_every: Optional[int] = _f(
+        None, "batches between reads of their losses for NaN/Inf (also before every checkpoint and at epoch "
+              "ends; the error names the first bad batch): 1 = each at once, which makes the host wait for "
+              "the GPU every step; default 1 on CPU, 100 on GPUs; skip_batch always checks each batch")
     threads: Optional[int] = _f(None, "torch intra-op threads on CPU (default: torch's choice)")
     keep_freed_memory: bool = _f(True, "CPU on Linux: glibc keeps freed memory for reuse instead of returning "
                                        "it to the OS, which saves page-faulting every step's tensors again "
@@ -253,6 +257,10 @@ class TrainConfig(_Section):
             "accumulate": (self.accumulate >= 1, "must be >= 1"),
             "devices": (self.devices >= 1, "must be >= 1"),
             "max_steps": (self.max_steps is None or self.max_steps >= 1, "must be >= 1"),
+            "nonfinite_check_every": (self.nonfinite_check_every is None or self.nonfinite_check_every >= 1
+                                      and (self.nonfinite_check_every == 1 or self.on_nonfinite == "error"),
+                                      "must be >= 1, and 1 with train.on_nonfinite=skip_batch (a batch is "
+                                      "skipped before its optimizer step, so each loss is checked at once)"),
             "grad_clip": (self.grad_clip is None or self.grad_clip > 0, "must be > 0"),
             "lookahead_every": (self.lookahead_every >= 0, "must be >= 0"),
             "lookahead_decay": (0 <= self.lookahead_decay < 1, "must be in [0, 1)"),

@@ -18,7 +18,7 @@ from typing import Optional
 import torch
 import torch.distributed as dist
 
-from ..errors import ConfigError, DeviceError
+from ..errors import ConfigError, DeviceError, DistributedError
 from .device import resolve_device
 
 LOG = logging.getLogger("trainlab")
@@ -98,6 +98,14 @@ def all_sum(*values: float):
     return out[0] if len(values) == 1 else out
 
 
+def batch_weight(n: int, device: torch.device) -> torch.Tensor:
+    """``n`` x world / the global batch, as a tensor on ``device`` (no host sync): DDP's mean of the
+    ranks' mean losses, each scaled by it, is the mean over the global batch also when shards are uneven."""
+    t = torch.full((1,), float(n), dtype=torch.float32, device=device)
+    dist.all_reduce(t)
+    return (n * dist.get_world_size()) / t[0]
+
+
 def _cpu(v):
     return v.detach().cpu() if isinstance(v, torch.Tensor) else v
 
@@ -126,6 +134,19 @@ def reduce_meter(meter):
     for key in {k for _, ls in gathered for k in ls}:
         setattr(out, key, [t for _, ls in gathered for t in ls.get(key, [])])
     return out
+
+
+def lost_peer(error: BaseException, where: str) -> Optional[DistributedError]:
+    """The clear error for a collective that failed because another rank or node went away (its
+    process was killed, its host lost): gloo and nccl raise RuntimeErrors naming a socket."""
+    dist_error = getattr(dist, "DistError", ())
+    text = str(error)
+    if not isinstance(error, RuntimeError) or not (
+            isinstance(error, dist_error) or any(w in text for w in ("gloo", "NCCL", "nccl", "Connection", "Socket"))):
+        return None
+    first = next((line.strip() for line in text.splitlines() if line.strip()), type(error).__name__)
+    return DistributedError(f"another process of this distributed run stopped or cannot be reached ({first[:300]}) "
+                            f"{where}. Start the same command on every node again with train.resume=auto")
 
 
 def broadcast_object(obj):

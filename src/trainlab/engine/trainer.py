@@ -23,9 +23,10 @@ import torch
 from torch import nn
 
 from ..config import Config
-from ..errors import ConfigError, NonFiniteLossError
+from ..errors import ConfigError
 from ..tracking import MetricsWriter, RunDir
 from . import distributed
+from ._finite import FiniteGuard, check_every, nonfinite_error
 from ._loop_state import (TrainState, callback_states, install_signal_handlers, rng_state, set_rng_state,
                           standard_callbacks)
 from .callbacks import Callback, CallbackList
@@ -74,6 +75,8 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(device.type, enabled=tc.precision == "fp16")
         self.callbacks = CallbackList(standard_callbacks(cfg) + list(callbacks or []))
         self.state = TrainState()
+        self.guard = FiniteGuard(check_every(tc, device), device)
+        self.guard.last_checkpoint = self._last_checkpoint
         self.metrics: list[dict] = []
         self.writer: Optional[MetricsWriter] = None
         self._interrupted = False
@@ -114,6 +117,7 @@ class Trainer:
         """Every rank calls this (the payload may reduce across ranks); only rank 0 has a run to write."""
         if self.run is None and not distributed.active():
             return None
+        self.guard.check(self._interrupted)  # never save weights after an unnoticed non-finite step
         payload = self.checkpoint_payload(full)
         return save_checkpoint(payload, self.run.checkpoints / name) if self.run is not None else None
 
@@ -159,20 +163,24 @@ class Trainer:
         tc = self.cfg.train
         with autocast(self.device, tc.precision):
             out = self.task.step(self.runner, batch, train=True)
-        loss = out["loss"]
-        finite, weight = bool(torch.isfinite(loss)), 1.0
-        if distributed.active():
-            # every rank skips (or stops) together, or DDP would wait forever; and DDP's mean of the
-            # ranks' mean losses becomes the mean over the global batch also when shards are uneven
-            # the stop signal rides on the same collective: a SIGTERM that reached one rank a step
-            # earlier than another still stops every rank after the same step
-            world = distributed.rank_world()[1]
-            n = batch["targets"].numel()
-            ok, total, stopping = distributed.all_sum(float(finite), float(n), float(self._interrupted))
-            finite, weight = ok == world, n * world / total
-            self._interrupted = self._interrupted or stopping > 0
-        if not finite:
-            return self._nonfinite(loss)
+        loss, s = out["loss"], self.state
+        if self.guard.deferred:  # the loss waits on the device for the next check (no host sync)
+            weight = distributed.batch_weight(batch["targets"].numel(), self.device) if distributed.active() else 1.0
+            self.guard.record(loss, (s.epoch, s.batch, s.step), self._interrupted)
+        else:
+            finite, weight = bool(torch.isfinite(loss)), 1.0
+            if distributed.active():
+                # every rank skips (or stops) together, or DDP would wait forever; and DDP's mean of the
+                # ranks' mean losses becomes the mean over the global batch also when shards are uneven
+                # the stop signal rides on the same collective: a SIGTERM that reached one rank a step
+                # earlier than another still stops every rank after the same step
+                world = distributed.rank_world()[1]
+                n = batch["targets"].numel()
+                ok, total, stopping = distributed.all_sum(float(finite), float(n), float(self._interrupted))
+                finite, weight = ok == world, n * world / total
+                self.guard.stop_agreed = self.guard.stop_agreed or stopping > 0
+            if not finite:
+                return self._nonfinite(loss)
         self.scaler.scale(loss * weight / tc.accumulate).backward()
         meter.update(out, batch)
         if do_step:
@@ -195,11 +203,15 @@ class Trainer:
             LOG.warning("non-finite loss %s at epoch %d batch %d: batch skipped (%d so far)",
                         loss.item(), s.epoch + 1, s.batch, s.skipped_batches)
             return False
+        raise nonfinite_error(str(loss.item()), (s.epoch, s.batch, s.step), self._last_checkpoint())
+
+    def _last_checkpoint(self) -> Optional[str]:
         last = self.run.checkpoints / "last.pt" if self.run else None
-        where = f"last good checkpoint: {last}" if last and last.exists() else "no checkpoint written yet"
-        raise NonFiniteLossError(
-            f"loss became {loss.item()} at epoch {s.epoch + 1}, batch {s.batch}, step {s.step}; {where}. "
-            f"Lower optim.lr, set train.grad_clip, or train.on_nonfinite=skip_batch")
+        return str(last) if last and last.exists() else None
+
+    def _stopping(self) -> bool:
+        """A stop signal arrived (under DDP: every rank has agreed on it, after the same step)."""
+        return self.guard.stop_agreed if distributed.active() else self._interrupted
 
     def _train_epoch(self, epoch: int) -> tuple[dict, bool]:
         """Returns (train metrics, stopped_by_max_steps)."""
@@ -228,8 +240,9 @@ class Trainer:
                     self.save("last.pt")
                 if tc.max_steps and s.step >= tc.max_steps:
                     break
-                if self._interrupted:
+                if self._stopping():
                     self._stop_interrupted()
+        self.guard.check(self._interrupted)  # before this epoch's weights are evaluated or saved
         seconds = time.perf_counter() - t0
         stopped = bool(tc.max_steps and s.step >= tc.max_steps and s.batch < n_batches)
         result = distributed.reduce_meter(meter).compute()
@@ -246,6 +259,12 @@ class Trainer:
                 purge = self.state.step + 1 if self.state.step else None  # drop TB events past the checkpoint
                 self.writer = MetricsWriter(self.run, self.cfg.run.tensorboard, purge_step=purge)
             return self._fit()
+        except RuntimeError as e:
+            lost = distributed.lost_peer(e, f"at epoch {self.state.epoch + 1}, step {self.state.step}; last "
+                                            f"checkpoint: {self._last_checkpoint() or 'none written yet'}")
+            if lost is None:
+                raise
+            raise lost from e
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)

@@ -18,6 +18,7 @@ from .. import __version__, atomic
 from ..errors import ConfigError
 from ..tracking.env import cpu_model
 from .baselines import run_reference
+from .roofline import roofline_lines, run_roofline
 from .targets import TARGETS, recipe_path
 
 LOG = logging.getLogger("trainlab")
@@ -64,6 +65,7 @@ def speedrun(name: str, runs: int = 1, overrides: tuple = (), out: Optional[str 
         if value is None:
             raise ConfigError(f"{recipe}: the final test has no '{target.metric}' (has {', '.join(run.test)})")
         results.append({"seed": seed, target.metric: value, **run.timing, "dir": str(run.dir),
+                        "roofline": run_roofline(run, torch.get_num_threads()),
                         "met": target.met(value) and run.timing["fit_s"] <= target.budget_s})
         LOG.info("speedrun %s seed %d: test %s %.4f in %.1f s of training", name, seed, target.metric, value,
                  run.timing["fit_s"])
@@ -110,6 +112,7 @@ def format_summary(s: dict) -> str:
               f"{ds['mean']:.1f} |", "",
               f"goal met (test {m} {better} {s['goal']} and train <= {s['budget_s']:g} s): "
               f"{s['met']}/{len(s['runs'])} runs; {m} range {ms['min']:.4f}..{ms['max']:.4f}"]
+    lines += roofline_lines(s["runs"])
     b = s.get("reference")
     if b:
         lines += ["", f"baseline: {b['describe']}"]
