@@ -103,7 +103,10 @@ class RunDir:
 
 
 TRAINLAB_FILES = {"config.yaml", "command.txt", "env.json", "task.json", "splits.json", "metrics.jsonl", "train.log",
-                  "timing.json", "eval_test.json", "checkpoints", "tensorboard", "run.lock", "done.json"}
+                  "timing.json", "eval_test.json", "checkpoints", "tensorboard", "run.lock", "done.json",
+                  # what the final test, lr-find, the dynamics callback, explain and report add to a run
+                  "predictions.csv", "thumbnails", "token_losses.json", "lr_find.png", "lr_find.json",
+                  "dynamics.jsonl", "explain", "report.html", "report.md", "report_files"}
 # `trainlab sweep` opens the run's sweep.log (the train process's stdout) before the run starts,
 # so like the lock it says nothing about whether the folder already holds a run
 SWEEP_LOG = "sweep.log"
