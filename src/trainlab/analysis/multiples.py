@@ -14,6 +14,17 @@ from .plots import SPLIT_COLOURS, SPLIT_STYLES, _png, metric_label, percent, plt
 from .rundata import RunData
 
 
+def _label_grid(axes, n: int, ylabel: str) -> None:
+    """Hide the unused panels; epochs (integers) along the bottom row, the unit down the first column."""
+    for ax in axes.flat[n:]:
+        ax.set_visible(False)
+    for ax in axes[-1]:
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    for ax in axes[:, 0]:
+        ax.set_ylabel(ylabel, fontsize=8.5)
+
+
 def _mean_curve(runs: list[RunData], split: str, metric: str):
     by_epoch: dict[int, list[float]] = {}
     for r in runs:
@@ -46,13 +57,7 @@ def small_multiples(groups: dict[str, list[RunData]], metric: str, cols: int = 3
             drawn[split] = line
         ax.set_title(title if len(title) <= 42 else title[:40] + "…", fontsize=8.5)
         ax.grid(alpha=0.3)
-    for ax in axes.flat[n:]:
-        ax.set_visible(False)
-    for ax in axes[-1]:
-        ax.set_xlabel("epoch")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    for ax in axes[:, 0]:
-        ax.set_ylabel(metric_label(metric), fontsize=8.5)
+    _label_grid(axes, n, metric_label(metric))
     seeds = max(len(r) for r in groups.values())
     labels = [s + (f" (mean of {seeds} seeds, range shaded)" if seeds > 1 else "") for s in drawn]
     fig.legend(list(drawn.values()), labels, loc="upper center", ncol=3, fontsize=8.5, frameon=False,
@@ -84,12 +89,6 @@ def lr_multiples(groups: dict[str, list[RunData]], cols: int = 3) -> bytes:
         ax.set_ylim(bottom=0)
         ax.set_title(f"{title}" + ("" if steps is not None else " (epoch ends)"), fontsize=8.5)
         ax.grid(alpha=0.3)
-    for ax in axes.flat[n:]:
-        ax.set_visible(False)
-    for ax in axes[-1]:
-        ax.set_xlabel("epoch")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    for ax in axes[:, 0]:
-        ax.set_ylabel("learning rate", fontsize=8.5)
+    _label_grid(axes, n, "learning rate")
     fig.tight_layout()
     return _png(fig)
