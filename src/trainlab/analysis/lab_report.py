@@ -69,20 +69,22 @@ def write_lab_report(sweep, lab: dict, specs: list, argv: str | None = None) -> 
     by_dir = {d: c for c, ds in groups.items() for d in ds}
     single = {c: ds[0] for c, ds in groups.items()}
     all_dirs = {**single, **helpers}
-    facts = {c: _facts(d) for c, d in single.items()}
     labels = [d.name.removeprefix("config=") for d in dirs]
     minutes = _wall_minutes([*dirs, *helpers.values()])
 
-    def sections(doc, runs: list[RunData]):
+    def sections(doc, runs: list[RunData], models: dict):
         data = {}
         for r in runs:
             data.setdefault(by_dir[r.path], []).append(r)
+        # parameters and file size from the summaries the report made of each checkpoint (loaded once)
+        facts = {c: model_facts(models[rs[0].label][0]) for c, rs in data.items()}
         _head(doc, lab, sweep, minutes, argv)
-        headers, rows, how = lab_rows(data, what, facts, lab["deliverables"].get("columns") or COLUMNS)
-        _answer(doc, rows, headers, how)
+        table = lab_rows(data, what, facts, lab["deliverables"].get("columns") or COLUMNS)
+        rows = table.rows
+        _answer(doc, table)
         doc.heading("Comparison", 2)
-        doc.para(how, note=True)
-        doc.table(headers, rows, fit=True)
+        doc.para(table.how, note=True)
+        doc.table(table.headers, rows, fit=True)
         missing = [s.name for s in specs if not (sweep.out / "runs" / s.name / "done.json").is_file()]
         if missing:
             doc.para(f"Not finished, so not in the table: {', '.join(missing)} (each run's sweep.log in "
@@ -92,19 +94,11 @@ def write_lab_report(sweep, lab: dict, specs: list, argv: str | None = None) -> 
                 f"{c} ({_what(next(s for s in specs if s.labels.get('config') == c), sweep)})" for c in helpers)
                 + ".", note=True)
         _curves(doc, data, runs, lab["deliverables"].get("curves", "multiples"))
-        _deliverables(doc, lab, all_dirs, rows[0][1].split(" (")[0] if rows else None, sweep.out, out)
+        _deliverables(doc, lab, all_dirs, table.configs[0] if rows else None, sweep.out, out)
 
     html, _ = write_report(dirs, sweep.out / "report.html", title=f"trainlab lab: {lab['title']}",
                            sections=sections, labels=labels)
     return html
-
-
-def _facts(d: Path) -> dict:
-    try:
-        return model_facts(RunData.load(d))
-    except Exception as e:  # noqa: BLE001 - one unreadable checkpoint should not hide the rest
-        LOG.warning("parameters of %s unavailable: %s", d, e)
-        return {}
 
 
 def _head(doc, lab, sweep, minutes, argv) -> None:
@@ -117,35 +111,31 @@ def _head(doc, lab, sweep, minutes, argv) -> None:
     doc.pre(argv or f"trainlab lab {lab['file']}" + (" --quick" if lab["variant"] == "quick" else ""))
 
 
-def _answer(doc, rows, headers, how) -> None:
-    if not rows:
+def _answer(doc, table) -> None:
+    if not table.rows:
         return
     doc.heading("Answer", 2)
-    col = {}
-    for i, h in enumerate(headers):  # the first of each: the monitored metric's test column, not acc5
-        if h.startswith(("best ", "test ")):
-            col.setdefault(h.split(" ")[0], i)
-    v, t = col.get("best"), col.get("test")
-    best = rows[0]
-    text = f"Choice: {best[1]}" + (f" — {headers[v]} {best[v]}" if v else "") + (f"; {headers[t]} {best[t]}" if t else "")
-    if len(rows) > 1 and v:
-        text += f". Runner-up: {rows[1][1]} ({rows[1][v]})"
-        text += ". " + _noise(rows[0][v], rows[1][v], rows[0][1])
+    at = {c: 2 + i for i, c in enumerate(table.cols)}
+    v, t = at.get("valid"), at.get("test")
+    best = table.rows[0]
+    text = f"Choice: {best[1]}" + (f" — {table.headers[v]} {best[v]}" if v else "") + \
+        (f"; {table.headers[t]} {best[t]}" if t else "")
+    if len(table.rows) > 1:
+        text += f". Runner-up: {table.rows[1][1]}" + (f" ({table.rows[1][v]})" if v else "")
+        text += ". " + _noise(table.valid[0], table.valid[1], best[1], table.scale)
     doc.para(text + " Chosen on the validation split; the test figures are reported, not used to choose.")
 
 
-def _noise(first: str, second: str, name: str) -> str:
+def _noise(first: tuple, second: tuple, name: str, scale: float) -> str:
     """Whether the gap between the first two is beyond the spread over seeds (or unknown)."""
-    try:
-        m1, *s1 = [float(x) for x in str(first).replace("±", " ").split()]
-        m2, *s2 = [float(x) for x in str(second).replace("±", " ").split()]
-    except ValueError:
+    (m1, s1), (m2, s2) = first, second
+    if m1 is None or m2 is None:
         return ""
-    gap = abs(m1 - m2)
-    if not s1 or not s2:
+    gap = abs(m1 - m2) * scale
+    if s1 is None or s2 is None:
         return (f"The gap is {gap:.2f}; with one run per configuration the spread over seeds is unknown "
                 f"(`--seeds 3` runs each configuration three times and measures it).")
-    spread = max(s1[0], s2[0])
+    spread = max(s1, s2) * scale
     verdict = "beyond" if gap > 2 * spread else "within"
     return (f"The gap ({gap:.2f}) is {verdict} the spread over seeds (2 x the larger std, {2 * spread:.2f}), "
             f"so {name} is {'the better' if verdict == 'beyond' else 'not clearly better than the runner-up'}.")

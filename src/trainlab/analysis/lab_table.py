@@ -1,16 +1,16 @@
 """A lab's comparison table: one row per configuration (a named run, or a grid cell over its
 seeds), columns chosen by the lab, ranked on the validation split and never on the test split.
 
-Parameters and the weights' file size come from the checkpoint (the size is that of
-``torch.save(model.state_dict())``, the file a course hands in); test accuracy carries its 95%
+Parameters and the weights' file size come from the report's model summary of the checkpoint
+(the weights-only file, as best.pt holds them: the file a course hands in); test accuracy carries its 95%
 Wilson interval (one run) or the mean +- std over seeds; per-class precision/recall come from
 eval_test.json. Everything is read from the run directories: nothing is retrained.
 """
 
 from __future__ import annotations
 
-import io
 import statistics
+from dataclasses import dataclass
 
 from ..sweep.lab import COLUMNS
 from .plots import percent
@@ -18,21 +18,13 @@ from .rundata import RunData
 from .stats import wilson
 
 
-def model_facts(run: RunData) -> dict:
-    """Trainable and total parameters and the weights' file size, from the run's checkpoint."""
-    ckpt = run.checkpoint()
-    if ckpt is None:
+def model_facts(summary) -> dict:
+    """Trainable and total parameters and the weights-only file size from a model summary (the one
+    the report already made from the run's checkpoint; tied tensors counted once)."""
+    if summary is None:
         return {}
-    import torch
-
-    from ..api import load
-
-    model = load(ckpt)
-    buf = io.BytesIO()
-    torch.save(model.state_dict(), buf)
-    params = {id(p): p for p in model.parameters()}.values()  # tied weights once
-    return {"params": sum(p.numel() for p in params), "trainable": sum(p.numel() for p in params if p.requires_grad),
-            "weights_bytes": buf.tell()}
+    a = summary.anatomy
+    return {"params": a.total_params, "trainable": a.trainable_params, "weights_bytes": summary.sizes["weights_only"]}
 
 
 def _mean_std(xs):
@@ -76,10 +68,21 @@ def _throughput(runs: list[RunData]) -> str:
     return "-" if not rates else f"{statistics.fmean(rates):,.0f} {runs[0].unit}/s"
 
 
+@dataclass
+class LabTable:
+    headers: list
+    rows: list             # best first
+    configs: list          # the configurations, in the rows' order
+    how: str               # how it is ranked, in words
+    cols: list             # the column keys after rank and configuration
+    valid: list            # (mean, std or None) of the ranked validation value, per row, as numbers
+    scale: float = 1.0     # 100 where the table shows that value in percent
+
+
 def lab_rows(groups: dict[str, list[RunData]], what: dict[str, str], facts: dict[str, dict],
-             columns=COLUMNS) -> tuple[list[str], list[list], str]:
-    """(headers, rows best first, how it is ranked). ``groups``: configuration -> its runs (seeds);
-    ``what``: configuration -> its recipe and overrides in words."""
+             columns=COLUMNS) -> LabTable:
+    """``groups``: configuration -> its runs (seeds); ``what``: configuration -> its recipe and
+    overrides in words; ``facts``: configuration -> ``model_facts``."""
     first = next(r for rs in groups.values() for r in rs)
     monitor, mode = first.monitor, first.direction(first.monitor)
     split, key = monitor.split(".", 1)
@@ -100,7 +103,7 @@ def lab_rows(groups: dict[str, list[RunData]], what: dict[str, str], facts: dict
              "epochs": "epochs", "time": "train time (s)", "throughput": "throughput"}
     cols = [c for c in columns if c != "acc5" or "acc5" in first.metrics]
     headers = ["rank", "configuration", *[heads[c] for c in cols]]
-    rows = []
+    rows, valid = [], []
     for i, cfg in enumerate(order, 1):
         rs, f = groups[cfg], facts.get(cfg, {})
         cell = {"recipe": what.get(cfg, ""), "valid": _pm(key, [r.best_value() for r in rs]),
@@ -110,11 +113,12 @@ def lab_rows(groups: dict[str, list[RunData]], what: dict[str, str], facts: dict
                 "epochs": max(r.epochs for r in rs), "time": _pm("time", [r.train_seconds() for r in rs], 1),
                 "throughput": _throughput(rs)}
         rows.append([i, cfg + (f" ({len(rs)} seeds)" if len(rs) > 1 else ""), *[cell[c] for c in cols]])
+        valid.append(_mean_std([r.best_value() for r in rs]))
     named = (first.final or {}).get("split_name")
     how = (f"Ranked on the best {monitor} over the epochs, the validation split ({'lower' if mode == 'min' else 'higher'}"
            f" is better); the test split is reported, never used to choose. "
            + ("Test accuracy of one run: its 95% Wilson interval in brackets. " if seeds == 1 else
               "Over seeds: mean ± sample standard deviation. ")
-           + "Weights file: the size of torch.save(model.state_dict())."
+           + "Weights file: the weights-only file, as best.pt holds them."
            + (f" Here the test split is {named}." if named else ""))
-    return headers, rows, how
+    return LabTable(headers, rows, order, how, cols, valid, 100.0 if percent(key) else 1.0)

@@ -27,7 +27,7 @@ LOG = logging.getLogger("trainlab")
 def write_report(run_dirs: list, out: str | Path | None = None, title: str | None = None,
                  preface: list = (), sections=None, labels: list | None = None) -> tuple[Path, Path]:
     """``preface``: (heading, note, headers, rows) tables shown before a comparison (a sweep's cells).
-    ``sections(doc, runs)``: a lab's own sections, in place of the ranking and overlaid curves
+    ``sections(doc, runs, models)``: a lab's own sections, in place of the ranking and overlaid curves
     (each run's details still follow). ``labels``: the runs' names (default: their folders)."""
     paths = [Path(p) for p in run_dirs]
     given = labels
@@ -52,7 +52,7 @@ def write_report(run_dirs: list, out: str | Path | None = None, title: str | Non
             doc.para(note, note=True)
             doc.table(headers, rows)
         if sections is not None:
-            sections(doc, runs)
+            sections(doc, runs, models)
             run_details(doc, runs, models)
         else:
             _comparison(doc, runs, models)

@@ -103,13 +103,10 @@ def summarize(sweep, result: dict) -> dict:
     test = mean_interval([r.get("test") for r in folds])
     ens = None
     ckpts = [sweep.out / "runs" / r["run"] / "checkpoints" / "best.pt" for r in folds]
-    task = None
-    if folds:
-        from ..analysis.rundata import RunData
+    from .. import config as config_mod
 
-        task = (RunData.load(sweep.out / "runs" / folds[0]["run"]).config.get("task") or {}).get("name")
-    if len(folds) == len(result["runs"]) and all(c.is_file() for c in ckpts) and task in (None, "classification",
-                                                                                           "video"):
+    task = config_mod.load(sweep.recipe, sweep.overrides).task.name  # every fold's, but for data.fold
+    if len(folds) == len(result["runs"]) and all(c.is_file() for c in ckpts) and task in ("classification", "video"):
         ens = ensemble(ckpts)
     summary = {"folds": len(result["runs"]), "finished": len(folds), "monitor": folds[0]["monitor"] if folds else None,
                "test_metric": folds[0].get("test_metric") if folds else None, "valid": valid, "test": test,
