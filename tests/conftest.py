@@ -38,6 +38,22 @@ WIKITEXT2_DIR = SHARED / "wikitext-2"
 SHAKESPEARE = SHARED / "tinyshakespeare" / "input.txt"
 
 
+def kill_at_step(monkeypatch, step: int) -> None:
+    """Trainer.train_step raises KeyboardInterrupt right after optimizer step ``step`` (a simulated kill:
+    last.pt holds what the run's checkpoints held then). ``monkeypatch.undo()`` puts it back."""
+    from trainlab.engine.trainer import Trainer
+
+    original = Trainer.train_step
+
+    def killed(self, *a, **kw):
+        done = original(self, *a, **kw)
+        if self.state.step == step:
+            raise KeyboardInterrupt("killed")
+        return done
+
+    monkeypatch.setattr(Trainer, "train_step", killed)
+
+
 def needs_shared(path: Path):
     return pytest.mark.skipif(not path.exists(), reason=f"shared dataset not found: {path}")
 

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import trainlab
-from conftest import tiny_recipe
+from conftest import kill_at_step, tiny_recipe
 from trainlab.config import OptimConfig, TaskConfig
 from trainlab.data.loaders import BatchTransform, _Batches
 from trainlab.engine.optim import build_optimizer
@@ -129,21 +129,11 @@ def test_a_run_with_every_fast_setting_resumes_exactly(tmp_path, monkeypatch):
     """Killed mid-epoch (checkpoints every step), then resumed: the same metrics and weights as a run
     never stopped, Lookahead average and alternating flips included. (train.max_steps would shorten
     the LR schedule, so the stop is a simulated kill.)"""
-    from trainlab.engine.trainer import Trainer
-
     full = trainlab.train(_fast_recipe(tmp_path / "full"))
-    step = Trainer.train_step
-
-    def killed_at_step_11(self, *a, **kw):
-        done = step(self, *a, **kw)
-        if self.state.step == 11:  # 8 steps per epoch: inside epoch 2; last.pt holds step 10
-            raise KeyboardInterrupt("killed")
-        return done
-
-    monkeypatch.setattr(Trainer, "train_step", killed_at_step_11)
+    kill_at_step(monkeypatch, 11)  # 8 steps per epoch: inside epoch 2; last.pt holds step 10
     with pytest.raises(KeyboardInterrupt):
         trainlab.train(_fast_recipe(tmp_path / "part", checkpoint_every_steps=1))
-    monkeypatch.setattr(Trainer, "train_step", step)
+    monkeypatch.undo()
     resumed = trainlab.train(_fast_recipe(tmp_path / "part", checkpoint_every_steps=1, resume="auto"))
 
     def comparable(metrics):

@@ -131,6 +131,7 @@ def build_parts(cfg: Config, device: torch.device, model: Optional[nn.Module] = 
     if cfg.data.balanced_sampling and "train" in loaders:
         balance(loaders["train"], bundle)
     task = build_task(cfg, num_classes)
+    attach_mixer(cfg, loaders.get("train"), task, num_classes)
     weights = class_weights(cfg, bundle, num_classes)
     if weights is not None:
         task.set_class_weights(weights)
@@ -151,6 +152,19 @@ def balance(loader, bundle) -> None:
     labels = torch.as_tensor(labels).long()
     counts = torch.bincount(labels).double()
     loader.sample_weights = (1.0 / counts[labels]).float()
+
+
+def attach_mixer(cfg: Config, loader, task, num_classes: int) -> None:
+    """data.mixup / data.cutmix: the training loader mixes its batches and adds soft targets."""
+    from .data.mixing import Mixer
+
+    mixer = Mixer.from_config(cfg.data, num_classes)
+    if mixer is None or loader is None:
+        return
+    if not hasattr(task, "set_class_weights"):
+        raise ConfigError(f"data.mixup / data.cutmix: task '{cfg.task.name}' has no classes to mix (they mix "
+                          f"images and their one-hot targets)")
+    loader.mixer = mixer
 
 
 def class_weights(cfg: Config, bundle, num_classes: int) -> Optional[list]:

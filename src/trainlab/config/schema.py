@@ -14,117 +14,8 @@ from typing import Any, ClassVar, Literal, Optional
 import yaml
 
 from .. import registry
-from ..errors import ConfigError
-
-
-def _f(default, doc: str, **kw):
-    if isinstance(default, (list, dict)):
-        return field(default_factory=lambda d=default: type(d)(d), metadata={"doc": doc}, **kw)
-    return field(default=default, metadata={"doc": doc}, **kw)
-
-
-class _Section:
-    """Shared by the section dataclasses: ``section`` is the recipe key, used in error messages."""
-
-    section: ClassVar[str]
-
-    def _require(self, rules: dict[str, tuple[bool, str]]) -> None:
-        # one message shape for every value error: 'optim.lr=-0.1 must be > 0'
-        for name, (ok, why) in rules.items():
-            if not ok:
-                _fail(f"{self.section}.{name}", getattr(self, name), why)
-
-    def validate(self) -> None:
-        """Value checks that the field types alone cannot express."""
-
-
-def _fail(key: str, value: Any, why: str):
-    raise ConfigError(f"{key}={value!r} {why}")
-
-
-def _is_size(v) -> bool:
-    if isinstance(v, bool):
-        return False
-    if isinstance(v, int):
-        return v > 0
-    return isinstance(v, list) and len(v) == 2 and all(isinstance(x, int) and x > 0 for x in v)
-
-
-@dataclass
-class DataConfig(_Section):
-    name: str = _f("mnist", "dataset by registered name (see `trainlab list datasets`)")
-    root: Optional[str] = _f(None, "folder holding the dataset files")
-    batch_size: int = _f(128, "training batch size (global, summed over devices)")
-    eval_batch_size: Optional[int] = _f(None, "evaluation batch size (default: 4 x batch_size; text: batch_size)")
-    valid_fraction: float = _f(0.1, "fraction of the training split held out for validation")
-    test_fraction: float = _f(0.0, "fraction held out for test when the dataset has no test split")
-    split_seed: int = _f(0, "seed of the train/valid(/test) split, independent of train.seed")
-    folds: Optional[int] = _f(None, "k-fold cross-validation: the valid split is fold data.fold of k stratified "
-                                    "folds of the training data (replaces valid_fraction; trainlab cv runs all k)")
-    balanced_sampling: bool = _f(False, "classification: draw training samples with replacement so every class "
-                                        "is equally likely (an epoch keeps its length; for imbalanced data)")
-    fold: int = _f(0, "with data.folds: which fold (0 .. folds-1) is held out for validation")
-    max_samples: Optional[int] = _f(None, "keep only the first N samples of each split (quick tries)")
-    crop_padding: int = _f(0, "batched random crop after zero padding by this many pixels (train only)")
-    hflip: bool = _f(False, "batched random horizontal flip (train only)")
-    hflip_mode: Literal["random", "alternate"] = _f("random", "hflip: a fresh coin per image and epoch, or one coin "
-                                                    "per image for the run, inverted every other epoch (airbench)")
-    random_resized_crop: bool = _f(False, "batched random-resized crop to the image size (train only)")
-    rrc_scale: list = _f([0.35, 1.0], "random_resized_crop: range of the crop's area fraction")
-    size: Optional[Any] = _f(None, "image files: resize to N or [H, W] when decoding (None: native size)")
-    channels: Optional[int] = _f(None, "image files: 3 (RGB) or 1 (grey); default 3")
-    resize: Literal["crop", "stretch"] = _f("crop", "image files: keep aspect and centre-crop, or stretch")
-    layout: Literal["auto", "class_folders", "filename_prefix"] = _f("auto", "image files: how labels are stored")
-    split_dirs: dict = _f({}, "image files: split -> folder under root (default: train/val/test names found)")
-    max_image_pixels: int = _f(89_478_485, "image files: refuse (or, with on_bad_image=skip, skip) an image with "
-                                           "more pixels than this, checked before decoding (decompression bombs)")
-    on_bad_image: Literal["skip", "error"] = _f("skip", "unreadable image or clip, or a clip shorter than data.frames: "
-                                                          "skip it with a warning, or stop")
-    frames: int = _f(16, "video: frames sampled per clip (uniform segments; random offsets in training)")
-    cache_frames: int = _f(32, "video: frames kept per clip in the decoded cache (longer clips subsampled evenly)")
-    split_id: int = _f(1, "video: which trainlistNN.txt / testlistNN.txt pair to use (UCF101 ships 1-3)")
-    split_lists: Optional[str] = _f(None, "video: folder of the split lists (default: data.root, then ucfTrainTestlist)")
-    cache: bool = _f(True, "decode image files once into a memory-mapped uint8 cache")
-    cache_dir: Optional[str] = _f(None, "cache folder (default: $TRAINLAB_CACHE or ~/.cache/trainlab)")
-    cache_max_gb: float = _f(16.0, "larger decoded datasets are read by a DataLoader with workers instead")
-    normalize: bool = _f(True, "subtract the training mean and divide by its std, per channel")
-    download: bool = _f(False, "download the dataset when it is not found under root (needs network)")
-    num_workers: int = _f(0, "DataLoader workers for datasets that are not held in memory")
-    files: dict = _f({}, "text: split -> file under data.root (null: carve it from train by fraction)")
-    level: Literal["word", "word_punct", "char"] = _f(
-        "word", "text: word tokens (split on spaces, as PTB/WikiText-2 are prepared) with <eos> at line ends; "
-                "word_punct: the same with punctuation split from words (raw text such as Tiny Shakespeare); char")
-    vocab_size: Optional[int] = _f(None, "text: keep the N most frequent tokens (specials included); rest <unk>")
-    min_freq: int = _f(1, "text: tokens seen fewer times in train become <unk>")
-    bptt: int = _f(35, "text: tokens per training window (truncated backpropagation through time)")
-    variable_bptt: bool = _f(False, "text: vary window lengths around bptt each epoch (AWD-LSTM style)")
-    max_tokens: Optional[int] = _f(None, "text: keep only the first N tokens of each split (quick tries)")
-
-    section: ClassVar[str] = "data"
-
-    def validate(self) -> None:
-        lo_hi = self.rrc_scale
-        self._require({
-            "batch_size": (self.batch_size > 0, "must be > 0"),
-            "valid_fraction": (0 <= self.valid_fraction < 1, "must be in [0, 1)"),
-            "folds": (self.folds is None or self.folds >= 2, "must be >= 2 (or null: no cross-validation)"),
-            "fold": (0 <= self.fold < (self.folds or 1) if self.folds else self.fold == 0,
-                     f"must be in [0, data.folds - 1 = {(self.folds or 1) - 1}]" if self.folds
-                     else "needs data.folds (k-fold cross-validation)"),
-            "test_fraction": (0 <= self.test_fraction < 1, "must be in [0, 1)"),
-            "crop_padding": (self.crop_padding >= 0, "must be >= 0"),
-            "size": (self.size is None or _is_size(self.size), "must be N or [H, W]"),
-            "channels": (self.channels in (None, 1, 3), "must be 1 or 3"),
-            "rrc_scale": (len(lo_hi) == 2 and 0 < lo_hi[0] <= lo_hi[1] <= 1, "must be [low, high] within (0, 1]"),
-            "frames": (self.frames >= 1, "must be >= 1"),
-            "cache_frames": (self.cache_frames >= self.frames, f"must be >= data.frames ({self.frames})"),
-            "split_id": (self.split_id >= 1, "must be >= 1"),
-            "bptt": (self.bptt >= 1, "must be >= 1"),
-            "min_freq": (self.min_freq >= 1, "must be >= 1"),
-            "vocab_size": (self.vocab_size is None or self.vocab_size >= 2, "must be >= 2"),
-            "max_tokens": (self.max_tokens is None or self.max_tokens >= 2, "must be >= 2"),
-            "max_samples": (self.max_samples is None or self.max_samples >= 1, "must be >= 1 (or null for all)"),
-        })
+from ._section import _f, _fail, _Section  # noqa: F401 - _f is re-exported (config/__init__)
+from .data_schema import DataConfig
 
 
 @dataclass
@@ -135,12 +26,19 @@ class ModelConfig(_Section):
     pretrained: bool = _f(False, "start from torchvision's ImageNet weights (downloads; needs network)")
     weights: Optional[str] = _f(None, "start from a trainlab checkpoint or a state_dict file (head replaced if needed)")
     freeze: str = _f("none", "none | backbone (train only the head) | comma-separated module prefixes")
+    unfreeze_epoch: Optional[int] = _f(None, "with model.freeze: after this many epochs the frozen layers train "
+                                             "too (batch-norm statistics stay frozen); null: never")
+    unfreeze_every: int = _f(0, "with unfreeze_epoch: 0 unfreezes everything at once; N unfreezes one layer "
+                                "group more, from the head down, every N epochs (gradual unfreezing)")
 
     section: ClassVar[str] = "model"
 
     def validate(self) -> None:
         self._require({"class_path": (self.class_path is None or ":" in self.class_path,
-                                      "must look like 'my_module:MyNet'")})
+                                      "must look like 'my_module:MyNet'"),
+                       "unfreeze_epoch": (self.unfreeze_epoch is None or self.unfreeze_epoch >= 0
+                                          and self.freeze != "none", "must be >= 0, with model.freeze set"),
+                       "unfreeze_every": (self.unfreeze_every >= 0, "must be >= 0")})
 
 
 @dataclass
@@ -153,6 +51,8 @@ class OptimConfig(_Section):
     nesterov: bool = _f(False, "Nesterov momentum for sgd")
     betas: list = _f([0.9, 0.999], "Adam-family betas")
     eps: float = _f(1e-8, "Adam-family / rmsprop epsilon")
+    layer_lr_decay: float = _f(1.0, "discriminative LRs: the head trains at the schedule's LR, each earlier layer "
+                                    "group at this factor times the next one's (1: off; e.g. 0.7 for fine-tuning)")
     norm_lr_scale: float = _f(1.0, "LR multiplier for normalization-layer parameters (batch/layer/group norm); "
                                    "their weight decay is divided by it, so the decay per step stays the same")
 
@@ -164,6 +64,7 @@ class OptimConfig(_Section):
             "weight_decay": (self.weight_decay >= 0, "must be >= 0"),
             "betas": (len(self.betas) == 2, "must be two numbers"),
             "norm_lr_scale": (self.norm_lr_scale > 0, "must be > 0"),
+            "layer_lr_decay": (0 < self.layer_lr_decay <= 1, "must be in (0, 1]"),
         })
 
 
@@ -245,6 +146,11 @@ class TrainConfig(_Section):
     lookahead_decay: float = _f(0.95, "Lookahead: per-step decay of the average; raised to the power N, and "
                                       "scaled by (step / total steps)^3 so averaging strengthens towards the end")
     lookahead_start_epoch: float = _f(0.0, "Lookahead: epoch (fractions allowed) at which the averaging starts")
+    weight_average: Literal["none", "ema", "swa"] = _f(
+        "none", "keep an average of the weights as the model of record (evaluated, best.pt, final test): "
+                "ema after every step, swa (equal weights) at every epoch end")
+    ema_decay: float = _f(0.999, "ema: weight of the old average at each step")
+    average_start_epoch: float = _f(0.0, "ema/swa: epoch (fractions allowed) at which averaging starts")
     callbacks: list = _f([], "extra callbacks: registered names or {name: NAME, ...keyword arguments} "
                              "(see `trainlab list callbacks`), or 'module:Class' of an importable module")
 
@@ -265,6 +171,8 @@ class TrainConfig(_Section):
             "lookahead_every": (self.lookahead_every >= 0, "must be >= 0"),
             "lookahead_decay": (0 <= self.lookahead_decay < 1, "must be in [0, 1)"),
             "lookahead_start_epoch": (self.lookahead_start_epoch >= 0, "must be >= 0"),
+            "ema_decay": (0 < self.ema_decay < 1, "must be in (0, 1)"),
+            "average_start_epoch": (self.average_start_epoch >= 0, "must be >= 0"),
             "monitor": ("." in self.monitor, "must look like 'valid.acc1'"),
             "device": (dev in ("auto", "cpu", "cuda", "mps") or (dev.startswith("cuda:") and dev[5:].isdigit()),
                        "must be auto, cpu, cuda, cuda:N or mps"),
@@ -312,5 +220,8 @@ def validate(cfg: Config) -> None:
     registry.SCHEDULES.check(cfg.schedule.name, "schedule.name")
     registry.DATASETS.check(cfg.data.name, "data.name")
     registry.TASKS.check(cfg.task.name, "task.name")
+    if cfg.model.unfreeze_epoch is not None and cfg.train.devices > 1:
+        _fail("model.unfreeze_epoch", cfg.model.unfreeze_epoch, "cannot be used with train.devices > 1 (DDP fixes "
+                                                                 "the trained parameters when it starts)")
     if cfg.model.class_path is None:  # a user's class is checked when it is imported
         registry.MODELS.check(cfg.model.name, "model.name")

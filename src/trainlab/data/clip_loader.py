@@ -34,6 +34,16 @@ class ClipTransform(BatchTransform):
     def __init__(self, mean, std, frames: int, **kw):
         super().__init__(list(mean) * frames, list(std) * frames, **kw)
 
+    @classmethod
+    def from_config(cls, data_cfg, mean, std, channels_last: bool = False, frames: int = 1) -> "ClipTransform":
+        """data's crops, flips and per-clip augmentation (the same op for every frame of a clip)."""
+        from .augment import PixelAugment
+
+        return cls(mean, std, frames, crop_padding=data_cfg.crop_padding, hflip=data_cfg.hflip,
+                   random_resized=data_cfg.random_resized_crop, rrc_scale=data_cfg.rrc_scale,
+                   hflip_mode=data_cfg.hflip_mode, pixel=PixelAugment.from_config(data_cfg, group=len(mean)),
+                   erasing=data_cfg.random_erasing)
+
     def __call__(self, x: torch.Tensor, train: bool, gen: Optional[torch.Generator],
                  flips: Optional[torch.Tensor] = None) -> torch.Tensor:
         b, t, c, h, w = x.shape

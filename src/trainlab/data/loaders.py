@@ -30,7 +30,10 @@ class BatchTransform:
 
     def __init__(self, mean, std, crop_padding: int = 0, hflip: bool = False,
                  random_resized: bool = False, rrc_scale=(0.35, 1.0), channels_last: bool = False,
-                 hflip_mode: str = "random"):
+                 hflip_mode: str = "random", pixel=None, erasing: float = 0.0):
+        """``pixel``: a data.augment.PixelAugment (colour jitter, RandAugment ...) on 0..255 floats;
+        ``erasing``: data.random_erasing's probability, applied after normalisation."""
+        self.pixel, self.erasing = pixel, erasing
         self.mean = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
         self.std = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
         self.crop_padding = crop_padding
@@ -43,8 +46,12 @@ class BatchTransform:
 
     @classmethod
     def from_config(cls, data_cfg, mean, std, channels_last: bool = False) -> "BatchTransform":
+        from .augment import PixelAugment
+
         return cls(mean, std, data_cfg.crop_padding, data_cfg.hflip, data_cfg.random_resized_crop,
-                   data_cfg.rrc_scale, channels_last, data_cfg.hflip_mode)
+                   data_cfg.rrc_scale, channels_last, data_cfg.hflip_mode,
+                   pixel=PixelAugment.from_config(data_cfg, group=len(mean)),
+                   erasing=data_cfg.random_erasing)
 
     def __call__(self, x: torch.Tensor, train: bool, gen: Optional[torch.Generator],
                  flips: Optional[torch.Tensor] = None) -> torch.Tensor:
@@ -57,10 +64,16 @@ class BatchTransform:
         if train and self.hflip:
             flip = flips if flips is not None else torch.rand(len(x), generator=gen, device=x.device) < 0.5
             x = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
+        if train and self.pixel is not None:
+            x = self.pixel(x, gen)
         if x.device not in self._stats:
             self._stats[x.device] = (self.mean.to(x.device), self.std.to(x.device))
         mean, std = self._stats[x.device]
         x = (x.div_(255) - mean) / std
+        if train and self.erasing:
+            from .augment import random_erasing
+
+            x = random_erasing(x, self.erasing, gen)
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
 
@@ -105,6 +118,7 @@ class _Batches:
         self.n, self.batch_size, self.shuffle, self.seed, self.device = n, batch_size, shuffle, seed, device
         self.drop_last = drop_last and n >= batch_size
         self.sample_weights: Optional[torch.Tensor] = None  # set: an epoch draws n samples with replacement
+        self.mixer = None  # set (training): a data.mixing.Mixer adds soft targets to each batch
         # under torchrun every rank draws the same global batches and keeps its slice of each
         self.world = rank_world()[1]
 
@@ -148,6 +162,10 @@ class _Batches:
         coin = (((h >> 16) ^ h) & 1).bool()
         return coin ^ bool(epoch % 2)
 
+    def finish(self, batch: dict, epoch: int, b: int) -> dict:
+        """The batch as yielded: mixed (MixUp/CutMix) when the loader has a mixer."""
+        return batch if self.mixer is None else self.mixer(batch, _seed(self.seed, epoch, b, 13))
+
     def __iter__(self):
         return self.iterate()
 
@@ -172,7 +190,7 @@ class TensorLoader(_Batches):
                 continue
             dev_idx = on_device[ends[b] - len(batches[b]):ends[b]]
             x = self.inputs(dev_idx, self.batch_generator(epoch, b), self.flips(self.transform, dev_idx, epoch))
-            yield {"inputs": x, "targets": self.labels[dev_idx], "index": batches[b]}
+            yield self.finish({"inputs": x, "targets": self.labels[dev_idx], "index": batches[b]}, epoch, b)
 
     def inputs(self, idx: torch.Tensor, gen: Optional[torch.Generator],
                flips: Optional[torch.Tensor] = None) -> torch.Tensor:
@@ -232,4 +250,5 @@ class DatasetLoader(_Batches):
             if self.transform is not None:
                 x = self.transform(x, train=self.shuffle, gen=self.batch_generator(epoch, b),
                                    flips=self.flips(self.transform, idx.to(self.device), epoch))
-            yield {"inputs": x, "targets": torch.as_tensor(y).to(self.device, non_blocking=True), "index": idx}
+            y = torch.as_tensor(y).to(self.device, non_blocking=True)
+            yield self.finish({"inputs": x, "targets": y, "index": idx}, epoch, b)

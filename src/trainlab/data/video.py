@@ -80,8 +80,7 @@ class VideoBundle(DataBundle):
         from .clip_loader import ClipLoader, ClipTransform
 
         d = cfg.data
-        tf = ClipTransform(self.mean, self.std, self.input_shape[0], crop_padding=d.crop_padding, hflip=d.hflip,
-                           random_resized=d.random_resized_crop, rrc_scale=d.rrc_scale, hflip_mode=d.hflip_mode)
+        tf = ClipTransform.from_config(d, self.mean, self.std, frames=self.input_shape[0])
         eval_bs = d.eval_batch_size or 4 * d.batch_size
         return {name: ClipLoader(s, d.batch_size if name == "train" else eval_bs, shuffle=name == "train",
                                  seed=cfg.train.seed, transform=tf, device=device)

@@ -13,7 +13,9 @@ import torch
 
 from ..config import Config
 from . import distributed
+from .averaging import WeightAverage
 from .callbacks import Callback, from_spec
+from .layer_groups import Unfreeze
 from .monitoring import BestCheckpoint, EarlyStopping, ReduceOnPlateau
 from .progress import ProgressBar, StepTimer, TensorBoardGraph
 from .lookahead import Lookahead
@@ -43,6 +45,8 @@ def standard_callbacks(cfg: Config) -> list[Callback]:
     if tc.lookahead_every:
         out.append(Lookahead(tc.lookahead_every, tc.lookahead_decay, start_epoch=tc.lookahead_start_epoch))
     out.append(BestCheckpoint())
+    if cfg.model.unfreeze_epoch is not None:
+        out.append(Unfreeze(cfg.model.unfreeze_epoch, cfg.model.unfreeze_every))
     if tc.early_stopping_patience is not None:
         out.append(EarlyStopping(tc.early_stopping_patience))
     if cfg.schedule.name == "plateau":
@@ -50,6 +54,8 @@ def standard_callbacks(cfg: Config) -> list[Callback]:
     if cfg.run.progress and distributed.is_main():
         out.append(ProgressBar())
     out.append(StepTimer())
+    if tc.weight_average != "none":  # after best_checkpoint: the average is swapped in for the evaluations
+        out.append(WeightAverage(tc.weight_average, tc.ema_decay, tc.average_start_epoch))
     if cfg.run.tensorboard and cfg.run.tensorboard_graph and distributed.is_main():
         out.append(TensorBoardGraph())
     return out + [from_spec(spec, f"train.callbacks[{i}]") for i, spec in enumerate(tc.callbacks)]

@@ -46,26 +46,37 @@ def rmsprop(params, cfg: OptimConfig):
 NORM_LAYERS = (torch.nn.modules.batchnorm._NormBase, torch.nn.LayerNorm, torch.nn.GroupNorm)
 
 
-def param_groups(model: torch.nn.Module, cfg: OptimConfig) -> list:
-    """The trainable parameters, with normalization layers' in a group of their own when
-    ``optim.norm_lr_scale`` != 1: its ``lr_scale`` is applied by the schedule at every step, and its
-    weight decay is divided by the same factor, so only the step on the gradient grows (airbench
-    trains batch-norm shifts 64x faster than the convolutions)."""
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    if cfg.norm_lr_scale == 1.0:
-        return trainable
+def param_groups(model: torch.nn.Module, cfg: OptimConfig, include_frozen: bool = False) -> list:
+    """The trainable parameters (``include_frozen``: the frozen ones too, for a run that unfreezes
+    them later; an optimizer skips a parameter without a gradient), grouped by LR multiplier, the
+    head's group first (the LR logged is group 0's). ``optim.norm_lr_scale`` != 1 puts normalization
+    layers' parameters apart, their weight decay divided by the same factor so only the step on the
+    gradient grows (airbench trains batch-norm shifts 64x faster); ``optim.layer_lr_decay`` < 1 scales
+    each layer group (engine/layer_groups.py) by the decay per group between it and the head. The
+    schedule applies each group's ``lr_scale`` at every step."""
+    params = [p for p in model.parameters() if include_frozen or p.requires_grad]
+    layer = {}
+    if getattr(cfg, "layer_lr_decay", 1.0) != 1.0:
+        from .layer_groups import lr_scales
+
+        layer = lr_scales(model, cfg.layer_lr_decay)
+    if cfg.norm_lr_scale == 1.0 and not layer:
+        return params
     norm_ids = {id(p) for m in model.modules() if isinstance(m, NORM_LAYERS) for p in m.parameters(recurse=False)}
-    norm = [p for p in trainable if id(p) in norm_ids]
-    other = [p for p in trainable if id(p) not in norm_ids]
-    groups = [{"params": other}] if other else []
-    if norm:
-        groups.append({"params": norm, "lr": cfg.lr * cfg.norm_lr_scale, "lr_scale": cfg.norm_lr_scale,
-                       "weight_decay": cfg.weight_decay / cfg.norm_lr_scale})
+    keyed: dict[tuple[float, bool], list] = {}
+    for p in params:
+        is_norm = id(p) in norm_ids and cfg.norm_lr_scale != 1.0
+        keyed.setdefault((layer.get(id(p), 1.0), is_norm), []).append(p)
+    groups = []
+    for (scale, is_norm), ps in sorted(keyed.items(), key=lambda kv: (-kv[0][0], kv[0][1])):
+        total = scale * (cfg.norm_lr_scale if is_norm else 1.0)
+        wd = cfg.weight_decay / cfg.norm_lr_scale if is_norm else cfg.weight_decay
+        groups.append({"params": ps, "lr": cfg.lr * total, "lr_scale": total, "weight_decay": wd})
     return groups
 
 
-def build_optimizer(model: torch.nn.Module, cfg: OptimConfig) -> torch.optim.Optimizer:
-    params = param_groups(model, cfg)
+def build_optimizer(model: torch.nn.Module, cfg: OptimConfig, include_frozen: bool = False) -> torch.optim.Optimizer:
+    params = param_groups(model, cfg, include_frozen)
     if not params:
         raise ValueError("the model has no trainable parameters (is everything frozen?)")
     return OPTIMIZERS.create(cfg.name, params, cfg)

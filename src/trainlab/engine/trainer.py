@@ -65,7 +65,7 @@ class Trainer:
                               f"(splits: {', '.join(loaders)}); set data.valid_fraction > 0 or "
                               f"train.monitor=train.loss")
         self.mode = task.direction(self.monitor_key)  # the task declares whether higher is better
-        self.optimizer = build_optimizer(self.model, cfg.optim)
+        self.optimizer = build_optimizer(self.model, cfg.optim, include_frozen=cfg.model.unfreeze_epoch is not None)
         train_batches = len(loaders["train"])
         self.steps_per_epoch = max(1, math.ceil(train_batches / tc.accumulate))
         total = self.steps_per_epoch * tc.epochs

@@ -127,7 +127,9 @@ class ClassificationTask(Task):
         self._check_logits(model, logits, x)
         smoothing = self.label_smoothing if train else 0.0
         weight = self.class_weights.to(logits.device) if train and self.class_weights is not None else None
-        loss = F.cross_entropy(logits.float(), batch["targets"], weight=weight, label_smoothing=smoothing)
+        # MixUp/CutMix batches carry soft targets (rows sum to 1); training uses them, evaluation never mixes
+        target = batch["soft_targets"] if train and "soft_targets" in batch else batch["targets"]
+        loss = F.cross_entropy(logits.float(), target, weight=weight, label_smoothing=smoothing)
         return {"loss": loss, "outputs": logits}
 
     def logits(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
