@@ -213,3 +213,26 @@ def test_bad_small_data_settings_name_the_key():
         load(None, ["train.ema_decay=1.5"])
     with pytest.raises(ConfigError, match="optim.layer_lr_decay"):
         load(None, ["optim.layer_lr_decay=0"])
+
+
+def test_unfreezing_opens_what_model_freeze_froze_and_nothing_else():
+    from types import SimpleNamespace
+
+    from trainlab.engine.layer_groups import Unfreeze
+    from trainlab.models.finetune import freeze
+    from trainlab.registry import MODELS
+
+    model = MODELS.create("speednet", num_classes=2, widths=[8, 16, 16])
+    fixed = {n for n, p in model.named_parameters() if not p.requires_grad}  # whitening stem, BN scales
+    assert fixed
+    freeze(model, "backbone")
+    cb = Unfreeze(start=1, every=1)
+    trainer = SimpleNamespace(model=model, state=SimpleNamespace(epoch=0))
+    cb.on_fit_start(trainer, resumed=False)
+    trainable = lambda: {n for n, p in model.named_parameters() if p.requires_grad}  # noqa: E731
+    assert trainable() == {"head.weight"}
+    cb.on_epoch_end(trainer, 0, partial=False)  # one group, the one next to the head
+    first = trainable()
+    cb.on_epoch_end(trainer, 5, partial=False)  # after that, every group
+    assert len(first) < len(trainable())
+    assert not fixed & trainable()  # the model's own fixed weights stay fixed

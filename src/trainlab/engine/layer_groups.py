@@ -77,7 +77,8 @@ class Unfreeze(Callback):
         self.frozen: list[list[nn.Parameter]] = []
 
     def on_fit_start(self, trainer, resumed: bool) -> None:
-        self.frozen = [[p for p in ps if not p.requires_grad] for ps in layer_groups(trainer.model)]
+        # only what model.freeze froze: a model's own fixed weights (speednet's whitening stem) stay fixed
+        self.frozen = [[p for p in ps if getattr(p, "frozen_by_recipe", False)] for ps in layer_groups(trainer.model)]
         self._apply(trainer.state.epoch)
 
     def on_epoch_end(self, trainer, epoch: int, partial: bool) -> None:

@@ -86,8 +86,9 @@ def freeze(model: nn.Module, spec: str) -> int:
                               f"{', '.join(n for n, _ in model.named_children())}")
     n = 0
     for name, p in model.named_parameters():
-        if any(name == pre or name.startswith(pre + ".") for pre in prefixes):
+        if p.requires_grad and any(name == pre or name.startswith(pre + ".") for pre in prefixes):
             p.requires_grad_(False)
+            p.frozen_by_recipe = True  # model.unfreeze_epoch opens these only, not a model's own fixed weights
             n += p.numel()
     _freeze_batchnorm(model, prefixes)
     return n
