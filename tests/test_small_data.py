@@ -236,3 +236,19 @@ def test_unfreezing_opens_what_model_freeze_froze_and_nothing_else():
     cb.on_epoch_end(trainer, 5, partial=False)  # after that, every group
     assert len(first) < len(trainable())
     assert not fixed & trainable()  # the model's own fixed weights stay fixed
+
+
+def test_a_clip_gets_one_op_for_all_its_frames():
+    from trainlab.data.clip_loader import ClipTransform
+
+    d = DataConfig(auto_augment="trivialaugment", color_jitter=[0.4, 0.4, 0.4, 0.1], random_erasing=1.0)
+    tf = ClipTransform.from_config(d, [0.5] * 3, [0.25] * 3, frames=4)
+    frame = _photos(6, 32).round().to(torch.uint8)
+    clips = frame.unsqueeze(1).expand(6, 4, 3, 32, 32).contiguous()  # every frame of a clip the same picture
+    out = tf(clips, train=True, gen=torch.Generator().manual_seed(3))
+    assert out.shape == (6, 4, 3, 32, 32)
+    assert all(torch.equal(out[:, t], out[:, 0]) for t in range(4))  # the same view of every frame
+    assert not torch.equal(out, tf(clips, train=False, gen=None))  # and it did augment
+    erase_only = ClipTransform.from_config(DataConfig(random_erasing=1.0), [0.5] * 3, [0.25] * 3, frames=4)
+    out = erase_only(clips, train=True, gen=torch.Generator().manual_seed(3))
+    assert all(torch.equal(out[:, t], out[:, 0]) for t in range(4))

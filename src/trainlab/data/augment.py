@@ -201,10 +201,11 @@ def _hue(v: torch.Tensor, turns: torch.Tensor) -> torch.Tensor:
     return torch.einsum("nij,ntjhw->ntihw", mat, v).clamp_(0, 255)
 
 
-def random_erasing(x: torch.Tensor, p: float, gen: Optional[torch.Generator],
+def random_erasing(x: torch.Tensor, p: float, gen: Optional[torch.Generator], group: Optional[int] = None,
                    scale=(0.02, 1 / 3), ratio=(0.3, 3.3)) -> torch.Tensor:
     """Erase one box per image with probability ``p`` (area fraction in ``scale``, aspect in ``ratio``),
-    filled with standard-normal noise: on normalised inputs that is the data's own spread (timm's 'pixel')."""
+    filled with standard-normal noise: on normalised inputs that is the data's own spread (timm's 'pixel').
+    A clip (``group`` channels per frame) gets the same box and the same noise in every frame."""
     n, _, h, w = x.shape
     dev = x.device
     area = torch.empty(n, device=dev).uniform_(*scale, generator=gen) * h * w
@@ -218,6 +219,7 @@ def random_erasing(x: torch.Tensor, p: float, gen: Optional[torch.Generator],
     cols = torch.arange(w, device=dev).view(1, 1, w)
     box = ((rows >= y0.view(-1, 1, 1)) & (rows < (y0 + bh).view(-1, 1, 1)) & (cols >= x0.view(-1, 1, 1))
            & (cols < (x0 + bw).view(-1, 1, 1)) & on.view(-1, 1, 1)).unsqueeze(1)
-    noise = torch.randn(x.shape, generator=gen, device=dev, dtype=x.dtype)
+    c = group or x.shape[1]
+    noise = torch.randn((n, c, h, w), generator=gen, device=dev, dtype=x.dtype).repeat(1, x.shape[1] // c, 1, 1)
     return torch.where(box, noise, x)
 

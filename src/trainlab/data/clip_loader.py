@@ -33,6 +33,7 @@ class ClipTransform(BatchTransform):
 
     def __init__(self, mean, std, frames: int, **kw):
         super().__init__(list(mean) * frames, list(std) * frames, **kw)
+        self.pixel_group = len(mean)  # channels per frame: erasing boxes and noise are the same in every frame
 
     @classmethod
     def from_config(cls, data_cfg, mean, std, channels_last: bool = False, frames: int = 1) -> "ClipTransform":

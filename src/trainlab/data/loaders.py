@@ -34,6 +34,7 @@ class BatchTransform:
         """``pixel``: a data.augment.PixelAugment (colour jitter, RandAugment ...) on 0..255 floats;
         ``erasing``: data.random_erasing's probability, applied after normalisation."""
         self.pixel, self.erasing = pixel, erasing
+        self.pixel_group = len(mean) if pixel is None else pixel.group  # channels per frame (clips fold time in)
         self.mean = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
         self.std = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
         self.crop_padding = crop_padding
@@ -73,7 +74,7 @@ class BatchTransform:
         if train and self.erasing:
             from .augment import random_erasing
 
-            x = random_erasing(x, self.erasing, gen)
+            x = random_erasing(x, self.erasing, gen, group=self.pixel_group)
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
 
