@@ -89,7 +89,7 @@ class Unfreeze(Callback):
         if done < self.start:
             return
         n = len(self.frozen) if self.every == 0 else 1 + (done - self.start) // self.every
-        opened = 0
+        opened, groups, params = 0, 0, 0
         for ps in self.frozen[::-1]:  # the head's side first
             if not ps:
                 continue
@@ -99,4 +99,6 @@ class Unfreeze(Callback):
             if not ps[0].requires_grad:
                 for p in ps:
                     p.requires_grad_(True)
-                LOG.info("unfroze a layer group of %d parameters after epoch %d", sum(p.numel() for p in ps), done)
+                groups, params = groups + 1, params + sum(p.numel() for p in ps)
+        if groups:
+            LOG.info("unfroze %d layer group(s), %d parameters, after epoch %d", groups, params, done)
