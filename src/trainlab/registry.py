@@ -29,6 +29,8 @@ class Registry:
         self._loaded = False
         # name -> factory or None, for families too large to list (any torchvision model)
         self.fallback: Callable[[str], Callable | None] | None = None
+        # "prefix:" -> resolver(rest) -> factory, raising ConfigError for an unknown rest (timm:NAME)
+        self.prefixes: dict[str, Callable[[str], Callable]] = {}
 
     def _load(self) -> None:
         if not self._loaded:
@@ -55,6 +57,12 @@ class Registry:
         return sorted(self._items)
 
     def check(self, name: str, key: str) -> None:
+        prefix = name.split(":", 1)[0] + ":"
+        if name not in self.names() and prefix in self.prefixes:
+            try:
+                self._items[name] = self.prefixes[prefix](name[len(prefix):])
+            except ConfigError as e:
+                raise ConfigError(f"{key}={name!r}: {e}") from None
         if name not in self.names() and self.fallback is not None:
             factory = self.fallback(name)
             if factory is not None:

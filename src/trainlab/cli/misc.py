@@ -83,5 +83,6 @@ def cmd_list(args) -> int:
         reg = {"models": registry.MODELS, "datasets": registry.DATASETS, "optimizers": registry.OPTIMIZERS,
                "schedules": registry.SCHEDULES, "tasks": registry.TASKS, "callbacks": registry.CALLBACKS}[args.what]
         lines = [f"{name:20} {registry.describe(reg.get(name))}" for name in reg.names()]
+        lines += [f"{prefix + 'NAME':20} {registry.describe(resolver)}" for prefix, resolver in reg.prefixes.items()]
     print("\n".join(lines))
     return 0

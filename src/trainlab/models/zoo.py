@@ -35,8 +35,13 @@ def first_conv(model: nn.Module) -> tuple[str, nn.Conv2d]:
     raise ConfigError(f"{type(model).__name__} has no Conv2d to adapt to the input channels")
 
 
-def head(model: nn.Module) -> tuple[str, nn.Linear]:
-    """The classifier: the last nn.Linear in module order."""
+def head(model: nn.Module) -> tuple[str, nn.Module]:
+    """The classifier: the one a timm model's get_classifier() names, else the last nn.Linear in module order."""
+    own = model.get_classifier() if callable(getattr(model, "get_classifier", None)) else None
+    if isinstance(own, nn.Module) and not isinstance(own, nn.Identity):
+        for n, m in model.named_modules():
+            if m is own and n:
+                return n, m
     found = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Linear)]
     if not found:
         raise ConfigError(f"{type(model).__name__} has no nn.Linear classifier head")
