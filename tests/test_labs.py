@@ -106,7 +106,7 @@ def test_a_lab_of_named_runs_runs_reports_and_resumes(tmp_path, monkeypatch):
     for text in ("Tiny lab", "Which is better?", "Answer", "Comparison", "Curves side by side",
                  "Not ranked (runs the others build on): base", "best.pt of base", "[95% CI]",
                  "samples they disagree on", "Per-layer output sizes: tuned", "A prediction with",
-                 "TensorBoard", "weights file (MB)"):
+                 "TensorBoard", "weights file (MB)", "Paired test on the same test samples (McNemar)"):
         assert text in html, text
     assert (sw.out / "lab" / "diff_small_vs_tuned" / "disagreements_test.csv").is_file()
     assert "not made" not in html  # every deliverable was made

@@ -1,8 +1,11 @@
-"""Run reports: every section and image of one run and of a comparison; metrics discovered."""
+"""Run reports: every section and image of one run and of a comparison (McNemar between runs tested
+on the same samples); metrics discovered."""
 
 import base64
+import csv
 import io
 import json
+import shutil
 from html.parser import HTMLParser
 
 import pytest
@@ -11,6 +14,9 @@ import yaml
 from PIL import Image
 
 import trainlab
+from trainlab.analysis._doc import Doc
+from trainlab.analysis.diff import diff_checkpoints
+from trainlab.analysis.paired_tests import mcnemar_section, paired_tests, verdict
 from trainlab.analysis.report import write_report
 from trainlab.analysis.rundata import RunData
 from trainlab.cli import main
@@ -199,3 +205,95 @@ def test_top5_is_hidden_for_five_classes_or_fewer(tmp_path):
                          model=torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(36, 2)),
                          datasets={"train": train, "test": test}, class_names=["neg", "pos"])
     assert "acc5" not in RunData.load(run.dir).metrics and np.isfinite(run.test["acc1"])
+
+
+@pytest.fixture(scope="module")
+def three(runs):
+    """McNemar in a comparison: adam and sgd on the same test split, a third split differently
+    (data.split_seed=1); the counts agree with `trainlab diff`, which re-evaluates both checkpoints."""
+    root, a, b = runs
+    c = trainlab.train(tiny_recipe(root / "other_split", train={"epochs": 1}, data={"split_seed": 1})).dir
+    return root, a, b, c
+
+
+def _paired(*dirs):
+    return [RunData.load(d, d.name) for d in dirs]
+
+
+def test_same_samples_are_paired_and_agree_with_diff(three, tmp_path):
+    root, a, b, c = three
+    found = paired_tests(_paired(a, b, c))
+    assert found["tested"] == 3 and len(found["pairs"]) == 1
+    p = found["pairs"][0]
+    assert (p["run_a"], p["run_b"]) == ("adam", "sgd")
+    d = diff_checkpoints(a / "checkpoints" / "best.pt", b / "checkpoints" / "best.pt", out=tmp_path / "diff")
+    m = d.summary["mcnemar"]
+    assert (p["b"], p["c"], p["samples"]) == (m["b"], m["c"], d.summary["samples"])
+    assert p["p_value"] == pytest.approx(m["p_value"]) and p["acc_a"] == pytest.approx(d.summary["accuracy_a"])
+    (name, why), = found["apart"]
+    assert name == "other_split" and why.startswith("its test set differs from adam's")
+
+
+def test_the_comparison_report_shows_the_section(three, tmp_path):
+    _, a, b, c = three
+    html, md = write_report([a, b, c], tmp_path / "cmp.html")
+    page = parse(html)
+    heading = "Paired test on the same test samples (McNemar)"
+    assert heading in page.headings
+    assert page.headings.index("Ranking") < page.headings.index(heading) < page.headings.index("Curves (overlaid)")
+    assert {"b: A right, B wrong", "c: A wrong, B right", "p", "verdict"} <= set(page.th)
+    text = md.read_text()
+    assert "Not comparable, so not tested:" in text and "its test set differs" in text
+
+
+def test_other_labels_or_no_predictions_are_not_compared(three, tmp_path):
+    _, a, b, _ = three
+    relabelled, bare = tmp_path / "relabelled", tmp_path / "bare"
+    shutil.copytree(b, relabelled)
+    shutil.copytree(b, bare)
+    (bare / "predictions.csv").unlink()
+    path = relabelled / "predictions.csv"
+    with open(path, newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    rows[0]["target_name"] = "not a digit"
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    found = paired_tests(_paired(a, relabelled, bare))
+    assert found["pairs"] == []
+    apart = dict(found["apart"])
+    assert apart["relabelled"].endswith("but 1 of them carry other labels")
+    assert apart["bare"].startswith("no predictions.csv")
+
+
+def test_many_runs_best_against_each_and_identical_runs(three, tmp_path):
+    _, a, _, _ = three
+    copies = [a]
+    for i in range(4):
+        shutil.copytree(a, tmp_path / f"copy{i}")
+        copies.append(tmp_path / f"copy{i}")
+    found = paired_tests(_paired(*copies))
+    assert [(p["run_a"], p["run_b"]) for p in found["pairs"]] == [("adam", f"copy{i}") for i in range(4)]
+    assert all(verdict(p) == "identical right/wrong on every sample" for p in found["pairs"])
+
+
+def test_one_run_with_predictions_adds_no_section(three):
+    _, a, _, _ = three
+    doc = Doc("x")
+    assert mcnemar_section(doc, _paired(a)) is False  # one run with predictions: nothing to pair
+
+
+@pytest.mark.parametrize("b, c, expected", [
+    (3, 0, "too few disagreements (3) for any verdict at the 5% level"),
+    (20, 2, "A is more accurate beyond chance"),
+    (2, 20, "B is more accurate beyond chance"),
+    (9, 6, "no difference beyond chance on these 100 samples"),
+])
+def test_verdict_in_words(b, c, expected):
+    from trainlab.analysis.stats import mcnemar
+
+    pair = {"run_a": "A", "run_b": "B", "samples": 100, **mcnemar(b, c)}
+    assert verdict(pair) == expected
+    if "beyond chance" in expected and "no difference" not in expected:
+        assert verdict(pair, comparisons=10_000).endswith("(not below Bonferroni's 5e-06)")

@@ -1,6 +1,7 @@
-"""One report per lab: the question, the answer, the comparison table, curves side by side, the
-deliverables the lab file asks for, then each run in detail. Written to ``OUT/report.html``
-(and its Markdown twin) from the run directories alone."""
+"""One report per lab: the question, the answer, the comparison table, McNemar's test between
+configurations tested on the same samples, curves side by side, the deliverables the lab file
+asks for, then each run in detail. Written to ``OUT/report.html`` (and its Markdown twin) from
+the run directories alone."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from . import lab_deliverables as deliver
 from . import plots
 from .lab_table import COLUMNS, lab_rows, model_facts
 from .multiples import lr_multiples, lr_ranges_differ, small_multiples
+from .paired_tests import mcnemar_section
 from .rundata import RunData
 
 LOG = logging.getLogger("trainlab")
@@ -93,6 +95,8 @@ def write_lab_report(sweep, lab: dict, specs: list, argv: str | None = None) -> 
             doc.para("Not ranked (runs the others build on): " + ", ".join(
                 f"{c} ({_what(next(s for s in specs if s.labels.get('config') == c), sweep)})" for c in helpers)
                 + ".", note=True)
+        # one run per configuration (its first seed), best first, named as the table names them
+        mcnemar_section(doc, [data[c][0] for c in table.configs], list(table.configs))
         _curves(doc, data, runs, lab["deliverables"].get("curves", "multiples"))
         _deliverables(doc, lab, all_dirs, table.configs[0] if rows else None, sweep.out, out)
 

@@ -2,7 +2,8 @@
 
 A report reads only the run directories: config.yaml, env.json, command.txt, metrics.jsonl,
 eval_test.json and the checkpoint (for the model summary). One run gets its full story;
-several runs get a ranking, overlaid curves, and each run's details folded below.
+several runs get a ranking, McNemar's test between runs tested on the same samples (read from
+their predictions.csv), overlaid curves, and each run's details folded below.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from .compare import labels_by_difference, ranking
 from .dynamics_section import dynamics_section
 from .error_analysis import error_analysis
 from .lm_section import lm_analysis
+from .paired_tests import mcnemar_section
 from .rundata import OVERFIT_RULE, RunData, run_labels
 
 LOG = logging.getLogger("trainlab")
@@ -219,6 +221,8 @@ def _comparison(doc: Doc, runs: list[RunData], models: dict) -> None:
     doc.heading("Ranking", 2)
     doc.para(why, note=True)
     doc.table(headers, rows)
+    by_label = {r.label: r for r in runs}
+    mcnemar_section(doc, [by_label[row[1]] for row in rows])  # best first: the ranking's order
     doc.heading("Curves (overlaid)", 2)
     metrics = []
     for r in runs:
