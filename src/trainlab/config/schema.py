@@ -23,8 +23,10 @@ class ModelConfig(_Section):
     name: str = _f("convnet", "registered model name (see `trainlab list models`)")
     class_path: Optional[str] = _f(None, "your own nn.Module as 'module.path:ClassName' (overrides name)")
     init_args: dict = _f({}, "keyword arguments for the model constructor")
-    pretrained: bool = _f(False, "start from torchvision's ImageNet weights (downloads; needs network)")
-    weights: Optional[str] = _f(None, "start from a trainlab checkpoint or a state_dict file (head replaced if needed)")
+    pretrained: bool = _f(False, "start from published weights: torchvision's ImageNet ones, or timm's from the "
+                                 "Hugging Face hub for timm:NAME (downloads; needs network)")
+    weights: Optional[str] = _f(None, "start from a trainlab checkpoint, a state_dict or a .safetensors file (head "
+                                      "replaced if needed)")
     freeze: str = _f("none", "none | backbone (train only the head) | comma-separated module prefixes")
     unfreeze_epoch: Optional[int] = _f(None, "with model.freeze: after this many epochs the frozen layers train "
                                              "too (batch-norm statistics stay frozen); null: never")
