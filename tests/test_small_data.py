@@ -252,3 +252,16 @@ def test_a_clip_gets_one_op_for_all_its_frames():
     erase_only = ClipTransform.from_config(DataConfig(random_erasing=1.0), [0.5] * 3, [0.25] * 3, frames=4)
     out = erase_only(clips, train=True, gen=torch.Generator().manual_seed(3))
     assert all(torch.equal(out[:, t], out[:, 0]) for t in range(4))
+
+
+def test_batched_equalize_is_pils_equalize():
+    import numpy as np
+    from PIL import Image, ImageOps
+
+    from trainlab.data.augment import _equalize
+
+    imgs = _photos(8, 32).round().to(torch.uint8)
+    imgs[0] = 7  # a flat image: PIL leaves it as it is
+    pil = torch.stack([torch.from_numpy(np.asarray(ImageOps.equalize(Image.fromarray(i.permute(1, 2, 0).numpy())))
+                                        .copy()).permute(2, 0, 1) for i in imgs])
+    assert torch.equal(_equalize(imgs.float().view(8, 1, 3, 32, 32)).view(8, 3, 32, 32), pil.float())

@@ -93,10 +93,19 @@ def _autocontrast(v: torch.Tensor) -> torch.Tensor:
 
 
 def _equalize(v: torch.Tensor) -> torch.Tensor:
-    from torchvision.transforms.v2.functional import equalize
-
-    n, t, c, h, w = v.shape
-    return equalize(v.round().to(torch.uint8).reshape(n * t, c, h, w)).view_as(v).float()
+    """PIL's ImageOps.equalize per image and channel, for the whole group at once (a histogram by
+    scatter_add, the cumulative lookup table, a gather): torchvision's batched equalize is ~100x slower
+    on a CPU."""
+    shape = v.shape
+    flat = v.round().clamp_(0, 255).long().reshape(-1, shape[-2] * shape[-1])  # [N*T*C, H*W]
+    hist = torch.zeros(len(flat), 256, device=v.device).scatter_add_(1, flat, torch.ones_like(flat, dtype=torch.float))
+    levels = torch.arange(256, device=v.device)
+    last = torch.where(hist > 0, levels, torch.zeros_like(levels)).amax(1, keepdim=True)  # the brightest level present
+    step = torch.div(hist.sum(1, keepdim=True) - hist.gather(1, last), 255, rounding_mode="floor")
+    before = hist.cumsum(1) - hist  # pixels below each level
+    lut = torch.div(before + torch.div(step, 2, rounding_mode="floor"), step.clamp_min(1), rounding_mode="floor")
+    out = torch.where(step > 0, lut.clamp_(0, 255).gather(1, flat), flat.float())
+    return out.view(shape)
 
 
 def _colour(v: torch.Tensor, op: str, m: torch.Tensor) -> torch.Tensor:
