@@ -36,7 +36,7 @@ def overlay(img: np.ndarray, m: np.ndarray, alpha: float = 0.45) -> np.ndarray:
     return (1 - a) * base + a * _heat(m)
 
 
-def _to_png(arr: np.ndarray, px: int) -> bytes:
+def to_png(arr: np.ndarray, px: int) -> bytes:
     from PIL import Image
 
     pil = Image.fromarray((np.clip(arr, 0, 1) * 255).round().astype(np.uint8))
@@ -72,9 +72,9 @@ def write_outputs(out: Path, samples: list[dict], raws, maps, class_names: list[
         img, cam, sal = raws[k].cpu().numpy(), maps.gradcam[k].cpu().numpy(), maps.saliency[k].cpu().numpy()
         stem = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in Path(s["sample_id"]).stem)[:40]
         name = f"{k:03d}_{stem}.png"
-        atomic.write_bytes(out / name, _to_png(sample_panels(img, cam, sal), PANEL_PX))
+        atomic.write_bytes(out / name, to_png(sample_panels(img, cam, sal), PANEL_PX))
         first = (img[img.shape[0] // 2], cam[cam.shape[0] // 2]) if img.ndim == 4 else (img, cam)
-        atomic.write_bytes(out / "thumbs" / f"{k:03d}.png", _to_png(overlay(*first), THUMB_PX))
+        atomic.write_bytes(out / "thumbs" / f"{k:03d}.png", to_png(overlay(*first), THUMB_PX))
         pred, t = int(maps.pred[k]), s.get("target")
         items.append({"sample_id": s["sample_id"], "file": name, "thumb": f"thumbs/{k:03d}.png",
                       "pred": pred, "pred_name": class_names[pred], "prob_pred": round(float(maps.prob[k]), 6),
