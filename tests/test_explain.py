@@ -52,6 +52,23 @@ def test_maps_have_the_input_shape_are_finite_and_not_constant(name):
     assert maps.pred.tolist() == m(x).argmax(1).tolist()
 
 
+def test_the_layer_is_the_deepest_whose_cells_see_at_most_half_the_input():
+    from trainlab.inference.explain_layer import choose_layer, receptive_share
+
+    torch.manual_seed(0)
+    layers = []
+    for _ in range(10):  # 3x3 convolutions: after k of them a cell sees 2k + 1 pixels
+        layers += [torch.nn.Conv2d(2, 2, 3, padding=1), torch.nn.Tanh()]
+    net = torch.nn.Sequential(*layers, torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(2, 3))
+    x = torch.zeros(1, 2, 32, 32)
+    assert receptive_share(net, net[4], x) == 7 / 32  # the third convolution
+    name, _, share = choose_layer(net, net, x)
+    assert (name, share) == ("13", 15 / 32)  # the 7th tanh: 15 of 32 pixels; the 8th conv would see 17
+    m, _ = _model("cifar_resnet")
+    name, _, share = choose_layer(m.eval(), m, torch.zeros(1, 3, 32, 32))
+    assert (name, share) == ("blocks.2", 15 / 32)  # the first stage's output, not a shortcut of the second
+
+
 def quadrant_images(n: int, shape, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """Noise with a bright 6x6 shape in each quadrant: in the top-left one a filled square (class 0) or a
     ring (class 1), in the other three a cross (the same for both classes: a bright distractor)."""

@@ -62,10 +62,10 @@ def vit_probes(vit) -> tuple[list[tuple[str, nn.Module]], list]:
     return named, handles
 
 
-def spatial_modules(model: nn.Module, forward, x: torch.Tensor, extra=()) -> list[tuple[str, nn.Module]]:
-    """The modules (and ``extra`` ones) whose output is a feature map with more than one cell, in the order
-    they finish; each called once."""
-    done: list[tuple[str, nn.Module]] = []
+def spatial_modules(model: nn.Module, forward, x: torch.Tensor, extra=()) -> list[tuple[str, nn.Module, int]]:
+    """(name, module, cells of its output) of the modules (and ``extra`` ones) whose output is a feature map
+    with more than one cell, in the order they finish; each called once."""
+    done: list[tuple[str, nn.Module, int]] = []
     calls: dict[int, int] = {}
     hooks = []
     for name, m in [*model.named_modules(), *extra]:
@@ -73,7 +73,7 @@ def spatial_modules(model: nn.Module, forward, x: torch.Tensor, extra=()) -> lis
             def hook(mod, inp, out, name=name):
                 calls[id(mod)] = calls.get(id(mod), 0) + 1
                 if isinstance(out, torch.Tensor) and out.dim() in (4, 5) and math.prod(out.shape[2:]) > 1:
-                    done.append((name, mod))
+                    done.append((name, mod, math.prod(out.shape[2:])))
             hooks.append(m.register_forward_hook(hook))
     try:
         with torch.no_grad():
@@ -81,7 +81,7 @@ def spatial_modules(model: nn.Module, forward, x: torch.Tensor, extra=()) -> lis
     finally:
         for h in hooks:
             h.remove()
-    return [(n, m) for n, m in done if calls[id(m)] == 1]
+    return [d for d in done if calls[id(d[1])] == 1]
 
 
 def receptive_share(forward, module: nn.Module, x: torch.Tensor) -> float:
@@ -125,7 +125,7 @@ def choose_layer(model: nn.Module, forward, x: torch.Tensor, extra=()) -> tuple[
         return shares[i]
 
     if share(0) > RF_SHARE:
-        return (*found[0], share(0))
+        return (*found[0][:2], share(0))
     lo, hi = 0, len(found) - 1
     if share(hi) <= RF_SHARE:
         lo = hi
@@ -136,16 +136,6 @@ def choose_layer(model: nn.Module, forward, x: torch.Tensor, extra=()) -> tuple[
     # the block's convolutions with the field of the block's input. So the modules just before the
     # boundary are compared: the widest field within RF_SHARE, then the finest grid, then the last to finish.
     near = [i for i in range(max(0, lo - WINDOW), lo + 1) if share(i) <= RF_SHARE]
-    best = max(near, key=lambda i: (round(share(i), 6), _cells(found[i][1], forward, x), i))
-    return (*found[best], share(best))
+    best = max(near, key=lambda i: (round(share(i), 6), found[i][2], i))
+    return (*found[best][:2], share(best))
 
-
-def _cells(module: nn.Module, forward, x: torch.Tensor) -> int:
-    got = []
-    handle = module.register_forward_hook(lambda m, i, o: got.append(math.prod(o.shape[2:])))
-    try:
-        with torch.no_grad():
-            forward(x[:1])
-    finally:
-        handle.remove()
-    return got[0]
