@@ -63,6 +63,8 @@ def test_a_second_call_reuses_the_cache_and_another_limit_needs_force(run, capsy
     assert (out / "points.csv").read_text() == first  # the seeded subset and map: the same again
     assert main(["embed", str(run.best_checkpoint), "--limit", "3", "--out", str(run.dir / "e3")]) == 2
     assert "at least 5 samples" in capsys.readouterr().err
+    assert main(["embed", str(run.best_checkpoint), "optim.lr=1", "--out", str(run.dir / "e4")]) == 2
+    assert "only data.* overrides" in capsys.readouterr().err
 
 
 def test_the_head_applied_to_the_features_gives_the_logits(run):

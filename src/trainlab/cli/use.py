@@ -6,7 +6,8 @@ import sys
 
 from ..errors import ConfigError
 from ..outputs import choose_output
-from ._common import add_checkpoint_options, add_force, add_trust, nonneg_float, positive_int, probability
+from ._common import (add_checkpoint_options, add_force, add_overrides, add_trust, nonneg_float, positive_int,
+                      probability)
 
 
 def add_predict(sub):
@@ -133,6 +134,7 @@ def add_embed(sub):
     e = sub.add_parser("embed", help="penultimate-layer features of a split: cached in RUN/embeddings/, a t-SNE "
                                      "map for the report, TensorBoard's projector")
     e.add_argument("checkpoint")
+    add_overrides(e, "data.* overrides, e.g. data.root=PATH")
     e.add_argument("--split", default="test", choices=["train", "valid", "test"])
     e.add_argument("--limit", type=positive_int, default=2000,
                    help="at most this many samples (a seeded random subset of a larger split; default 2000)")
@@ -145,7 +147,7 @@ def cmd_embed(args) -> int:
     from ..inference.embed import embed_checkpoint
 
     out, fresh = embed_checkpoint(args.checkpoint, args.split, args.limit, args.out, args.force, args.device,
-                                  args.trust_class_path)
+                                  args.trust_class_path, args.overrides)
     print(f"embeddings {'written to' if fresh else 'already in'} {out} (tensorboard --logdir {out / 'projector'}; "
           f"trainlab report shows the map)")
     return 0

@@ -6,7 +6,7 @@ are), for at most ``limit`` samples of the split (a seeded random subset when th
 Written once into ``RUN/embeddings/`` (the report reads them; it never runs a model):
 
 - ``features.npy``: float32 [N, D]; above ``MAX_DIMS`` dimensions, their first ``MAX_DIMS`` principal
-  components (the share of variance kept is in meta.json);
+  components, or N of them when there are fewer samples, which keeps all (the share kept is in meta.json);
 - ``points.csv``: per sample its split position, id, true and predicted class, and a 2-D t-SNE map
   (scikit-learn, seeded; on the first 50 principal components, as scikit-learn advises);
 - ``projector/``: TensorBoard's embedding projector (``SummaryWriter.add_embedding``) with the classes
@@ -35,10 +35,10 @@ SPRITE_PX = 32
 TSNE_PCA = 50
 
 
-def _key(checkpoint: Path, split: str, limit: int) -> dict:
+def _key(checkpoint: Path, split: str, limit: int, overrides) -> dict:
     st = checkpoint.stat()
     return {"checkpoint": str(checkpoint.resolve()), "checkpoint_bytes": st.st_size,
-            "checkpoint_mtime_ns": st.st_mtime_ns, "split": split, "limit": limit}
+            "checkpoint_mtime_ns": st.st_mtime_ns, "split": split, "limit": limit, "overrides": list(overrides)}
 
 
 def _cached(out: Path, key: dict) -> bool | None:
@@ -73,12 +73,13 @@ def features(model, forward, x: torch.Tensor, batch_size: int = 256) -> tuple[to
 
 
 def _reduce(feats: np.ndarray) -> tuple[np.ndarray, float]:
-    """At most MAX_DIMS columns (principal components beyond that) and the share of variance kept."""
-    if feats.shape[1] <= MAX_DIMS or len(feats) <= MAX_DIMS:
+    """At most MAX_DIMS columns (principal components beyond that; no more than the samples, which loses
+    nothing) and the share of variance kept."""
+    if feats.shape[1] <= MAX_DIMS:
         return feats, 1.0
     from sklearn.decomposition import PCA
 
-    pca = PCA(MAX_DIMS, random_state=0).fit(feats)
+    pca = PCA(min(MAX_DIMS, len(feats)), random_state=0).fit(feats)
     return pca.transform(feats).astype(np.float32), float(pca.explained_variance_ratio_.sum())
 
 
@@ -123,8 +124,9 @@ def _subset(n: int, limit: int) -> list[int]:
 
 
 def embed_checkpoint(checkpoint, split: str = "test", limit: int = 2000, out=None, force: bool = False,
-                     device: str = "cpu", trust_class_path: bool = False) -> tuple[Path, bool]:
-    """(the embeddings folder, whether it was computed now rather than reused)."""
+                     device: str = "cpu", trust_class_path: bool = False, overrides=()) -> tuple[Path, bool]:
+    """(the embeddings folder, whether it was computed now rather than reused); ``overrides``: data.*
+    settings (data.root=PATH)."""
     from .. import api
     from ..build import build_task
     from ..analysis.embedding_section import points_csv
@@ -136,7 +138,7 @@ def embed_checkpoint(checkpoint, split: str = "test", limit: int = 2000, out=Non
         raise ConfigError(f"{ckpt}: no such checkpoint")
     run_dir = ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt.parent
     out = Path(out) if out is not None else run_dir / "embeddings"
-    key = _key(ckpt, split, limit)
+    key = _key(ckpt, split, limit, overrides)
     state = _cached(out, key)
     if state and not force:
         LOG.info("embeddings of %s (%s split) already in %s: reused", ckpt, split, out)
@@ -149,7 +151,7 @@ def embed_checkpoint(checkpoint, split: str = "test", limit: int = 2000, out=Non
     if cfg.task.name not in ("classification", "video"):
         raise ConfigError(f"{ckpt} is a {cfg.task.name} checkpoint: embed maps the features of image and clip "
                           f"classifiers")
-    loader = split_loader(model, split, next(model.parameters()).device)
+    loader = split_loader(model, split, next(model.parameters()).device, overrides)
     index = _subset(len(loader.data), limit)
     raw, x, targets = split_inputs(loader, index)
     task = build_task(cfg, len(model.class_names))

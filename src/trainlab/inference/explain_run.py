@@ -14,12 +14,16 @@ from ..outputs import choose_output
 LOG = logging.getLogger("trainlab")
 
 
-def split_loader(model, split: str, device):
-    """The checkpoint's data split, rebuilt as evaluation builds it (its own statistics and classes)."""
+def split_loader(model, split: str, device, overrides=()):
+    """The checkpoint's data split, rebuilt as evaluation builds it (its own statistics and classes);
+    ``overrides``: data.* settings (data.root=PATH when the data has moved)."""
     from .. import config as config_mod
     from ..build import build_parts
 
-    cfg = config_mod.load(model.trainlab_config, [])
+    bad = [o for o in overrides if not o.startswith("data.")]
+    if bad:
+        raise ConfigError(f"only data.* overrides apply to a checkpoint's data, not: {', '.join(bad)}")
+    cfg = config_mod.load(model.trainlab_config, list(overrides))
     parts = build_parts(cfg, device, model=model, data_meta=model.trainlab_meta)
     if split not in parts.loaders:
         raise ConfigError(f"--split {split}: the data has no such split (have {', '.join(parts.loaders)})")
