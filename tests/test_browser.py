@@ -1,5 +1,5 @@
 """The page of `trainlab serve` in a real browser (Debian's chromium driven by playwright): upload a
-real cats-vs-dogs JPEG and read the predicted class off the page; type a prompt for a PTB model and
+real cats-vs-dogs JPEG and read the predicted class off the page, with the class map beside it; type a prompt for a PTB model and
 see text appear as it streams. Slow, and needs chromium: `make test-browser` installs both.
 Screenshots go to $TRAINLAB_SCREENSHOTS when it is set (else the test's tmp folder)."""
 
@@ -85,6 +85,10 @@ def test_upload_a_cats_vs_dogs_jpeg_and_read_the_class(browser, tmp_path):
         assert page.inner_text("#prediction") in ("cats", "dogs")
         assert page.locator("#bars .bar").count() == 2
         assert page.is_visible("#preview")
+        page.wait_for_selector("#cam:not(.hidden)", timeout=30_000)  # the class map beside the bars
+        assert page.inner_text("#cls-error") == ""
+        assert page.eval_on_selector("#overlay", "img => img.naturalWidth") >= 256
+        assert "where the network looks" in page.inner_text("#cam-caption")
         page.screenshot(path=str(_shots(tmp_path) / "serve-catsdogs.png"), full_page=True)
     finally:
         server.stop()

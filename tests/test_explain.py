@@ -1,5 +1,5 @@
-"""Grad-CAM and saliency for every image family: shapes, finite, not constant; and on synthetic images
-whose class is decided by the top-left quadrant alone, Grad-CAM's mass lies mostly in that quadrant."""
+"""Class maps (LayerCAM) and saliency for every image family: shapes, finite, not constant; and on synthetic
+images whose class is decided by the top-left quadrant alone, the class map's mass lies mostly there."""
 
 from __future__ import annotations
 
@@ -23,7 +23,9 @@ FAMILIES = {  # name: (init_args, one input's shape)
 }
 DISTRACT = 1.0
 FAST_QUADRANT = ["convnet", "lenet5"]  # the others train slowly on CPU: marked slow
-TRAINING = {"lenet5": (100, 2e-3)}  # (steps, Adam lr); the others (150, 1e-3)
+# (steps, Adam lr); the others (150, 1e-3). VGG-11 (no batch norm) does not learn at 1e-3 in 150 steps
+# (test accuracy 0.53 measured): it gets 1e-4.
+TRAINING = {"lenet5": (100, 2e-3), "vgg11": (150, 1e-4)}
 
 
 def _model(name: str, classes: int = 2):
@@ -48,6 +50,23 @@ def test_maps_have_the_input_shape_are_finite_and_not_constant(name):
         assert torch.isfinite(which).all() and which.min() >= 0 and which.max() <= 1
         assert all(float(which[i].std()) > 1e-4 for i in range(2))
     assert maps.pred.tolist() == m(x).argmax(1).tolist()
+
+
+def test_the_layer_is_the_deepest_whose_cells_see_at_most_half_the_input():
+    from trainlab.inference.explain_layer import choose_layer, receptive_share
+
+    torch.manual_seed(0)
+    layers = []
+    for _ in range(10):  # 3x3 convolutions: after k of them a cell sees 2k + 1 pixels
+        layers += [torch.nn.Conv2d(2, 2, 3, padding=1), torch.nn.Tanh()]
+    net = torch.nn.Sequential(*layers, torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(2, 3))
+    x = torch.zeros(1, 2, 32, 32)
+    assert receptive_share(net, net[4], x) == 7 / 32  # the third convolution
+    name, _, share = choose_layer(net, net, x)
+    assert (name, share) == ("13", 15 / 32)  # the 7th tanh: 15 of 32 pixels; the 8th conv would see 17
+    m, _ = _model("cifar_resnet")
+    name, _, share = choose_layer(m.eval(), m, torch.zeros(1, 3, 32, 32))
+    assert (name, share) == ("blocks.2", 15 / 32)  # the first stage's output, not a shortcut of the second
 
 
 def quadrant_images(n: int, shape, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -96,7 +115,7 @@ def _check_quadrant(name: str):
     maps = explain(m, xt)
     cam = maps.gradcam if maps.gradcam.dim() == 3 else maps.gradcam.mean(1)
     shares = torch.stack([quadrant_mass(cam, q) for q in range(4)], 1)  # [N, 4]
-    assert float(shares[:, 0].median()) > 0.5, f"{name}: median Grad-CAM share in the deciding quadrant " \
+    assert float(shares[:, 0].median()) > 0.5, f"{name}: median class-map share in the deciding quadrant " \
                                                f"{shares[:, 0].median():.2f}"
     assert float((shares.argmax(1) == 0).float().mean()) >= 0.9  # and it is the map's heaviest quadrant
 
@@ -106,17 +125,23 @@ def test_gradcam_mass_lies_in_the_quadrant_that_decides_the_class(name):
     _check_quadrant(name)
 
 
-# Measured on CPU (median share in the deciding quadrant / share of images where it is the heaviest):
-# speednet 0.55-0.63 / 1.00 passes; the others do not reach "mostly" and are expected failures, kept to
-# show the gap: cifar_resnet 0.37 / 1.00, resnet18 at 64 px (a 2x2 final grid) 0.07 / 0.00, vit_small
-# (patch grid) 0.21 / 0.30, cnn_lstm 0.24 / 0.47; vgg11 and r3d_18 were not measured (CPU time).
-WEAK = {"cifar_resnet": "0.37 / 1.00", "resnet18": "0.07 / 0.00", "vit_small": "0.21 / 0.30",
-        "cnn_lstm": "0.24 / 0.47", "vgg11": "not measured", "r3d_18": "not measured"}
+# Measured on CPU (median share in the deciding quadrant / share of images where it is the heaviest), with
+# Grad-CAM at the last spatial layer before (the method until then) -> LayerCAM at the layer chosen by
+# receptive field now: convnet 0.52/1.00 -> 0.68/1.00, lenet5 0.59/0.95 -> 0.53/0.98, speednet 0.67/1.00 ->
+# 0.99/1.00, cifar_resnet 0.37/1.00 -> 0.79/0.91, resnet18 at 64 px 0.07/0.00 -> 0.75/1.00, cnn_lstm
+# 0.24/0.47 -> 0.87/0.97, r3d_18 0.06/0.02 -> 0.87/1.00; still short: vgg11 0.08/0.23 -> 0.85/0.53 and
+# vit_small 0.21/0.30 -> 0.38/0.56. The shortfall is one class: the square and the ring differ only in the
+# filled centre, and these networks decide one class by what is missing there, which a map built from
+# activations (any CAM) cannot point at: for vgg11 every layer and weighting measured gives the ring images
+# 0.06-0.30 of the mass in the deciding quadrant, the square images 0.94. The ViT's attention gives every
+# token after the first block a view of the whole image, so its map is read from the patch embeddings,
+# which localise weakly (attention rollout measured 0.49/0.92, not better). Both stay expected failures.
+WEAK = {"vgg11": "0.85 / 0.53 (ring class 0.14 / 0.00)", "vit_small": "0.38 / 0.56 (ring class 0.17 / 0.29)"}
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.xfail(
-    reason=f"Grad-CAM localisation measured weak for {n}: {WEAK[n]}", strict=False)) if n in WEAK else n
+    reason=f"class-map localisation measured weak for {n}: {WEAK[n]}", strict=False)) if n in WEAK else n
     for n in FAMILIES if n not in FAST_QUADRANT])
 def test_gradcam_mass_lies_in_the_deciding_quadrant_for_large_and_clip_models(name):
     _check_quadrant(name)

@@ -69,6 +69,13 @@ def test_a_language_model_run_keeps_per_token_losses_and_the_report_shows_them(t
     mean_nats = sum(b["tokens"] * math.log(b["ppl"]) for b in data["buckets"]) / data["tokens"]
     assert mean_nats == pytest.approx(ev["loss"], rel=1e-4)  # the buckets split the test loss exactly
     assert data["passage"] and all(b >= 0 for _, b in data["passage"])
+    from trainlab.cli import main
+
+    assert main(["eval", str(run.best_checkpoint), "--out", str(tmp_path / "e.json")]) == 0
+    again = json.loads((tmp_path / "token_losses.json").read_text())  # trainlab eval writes the same summary
+    assert again["tokens"] == data["tokens"] and [w["word"] for w in again["surprising"]] == \
+        [w["word"] for w in data["surprising"]]
+    assert [b["ppl"] for b in again["buckets"]] == pytest.approx([b["ppl"] for b in data["buckets"]], rel=1e-5)
     html, _ = write_report([run.dir], tmp_path / "r.html")
     text = html.read_text()
     assert "Where the language model is surprised" in text and "A passage coloured by surprisal" in text

@@ -120,6 +120,29 @@ def test_page_model_and_openapi(client):
     assert meta["task"] == "classification" and meta["batching"]["enabled"] and meta["input_shape"] == [1, 28, 28]
 
 
+def test_explain_draws_the_class_map_over_the_upload(mnist, client, digit_jpeg):
+    import base64
+
+    import numpy as np
+
+    got = client.post("/explain", files={"file": ("digit.jpg", digit_jpeg, "image/jpeg")})
+    assert got.status_code == 200, got.text
+    body = got.json()
+    assert body["prediction"] == _jpeg(client, digit_jpeg).json()["prediction"] == body["explained"]
+    assert body["method"].startswith("LayerCAM") and "cells" in body["layer"] and client.get("/model").json()["explain"]
+    png = Image.open(io.BytesIO(base64.b64decode(body["overlay_png"])))
+    assert png.mode == "RGB" and png.size[0] == png.size[1] >= 250  # 28 px digits, upscaled 9 x
+    pixels = np.asarray(png, dtype=float)
+    assert pixels[..., 0].std() > 5 and (pixels[..., 0] - pixels[..., 2]).std() > 5  # coloured, not uniform grey
+    _, onnx = mnist
+    with TestClient(create_app(onnx)) as c:
+        refused = c.post("/explain", content=digit_jpeg, headers={"content-type": "image/jpeg"})
+        assert not c.get("/model").json()["explain"]
+    assert refused.status_code == 400 and "ONNX export" in refused.json()["error"]
+    bad = client.post("/explain", content=b"not an image", headers={"content-type": "image/jpeg"})
+    assert bad.status_code == 400 and _jpeg(client, digit_jpeg).status_code == 200  # and it keeps answering
+
+
 def _concurrent(app, data: bytes, n: int) -> list[int]:
     import httpx
 
@@ -163,6 +186,11 @@ def test_generation_streams_the_same_text_as_generate(lm_client, tiny_lm):
     assert len(chunks) > 1 and "".join(chunks) == "".join(want)
     whole = lm_client.post("/generate", json={**body, "stream": False}).json()
     assert whole["text"] == "".join(want)
+
+
+def test_explain_refuses_a_language_model(lm_client):
+    got = lm_client.post("/explain", content=b"x", headers={"content-type": "image/jpeg"})
+    assert got.status_code == 400 and "language model" in got.json()["error"]
 
 
 def test_generation_refuses_bad_prompts_and_absurd_sampling(lm_client):

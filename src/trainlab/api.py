@@ -286,15 +286,18 @@ def evaluate(checkpoint: str | Path, *overrides: str, split: str = "test", out: 
              trust_class_path: bool = False, force: bool = False, predictions: str | Path | None = None) -> dict:
     """Evaluate a checkpoint on a split of its dataset (data.* overrides allowed). The JSON goes to
     ``out`` (refused if it exists, unless ``force``), else beside the checkpoint under a free name;
-    a classification's per-sample results to ``predictions`` (default: predictions.csv beside the JSON)."""
+    per-sample results to ``predictions`` (default beside the JSON: a classification's predictions.csv, a
+    language model's token_losses.json)."""
     import json
 
     from .outputs import choose_output
 
     default = Path(checkpoint).with_name(f"eval_{split}_{Path(checkpoint).stem}.json")
     out = choose_output(out, default, force)  # checked before the work
-    pred_out = choose_output(predictions, out.with_name("predictions.csv"), force, flag="--predictions")
     model = load(checkpoint, trust_class_path=trust_class_path)
+    itos = model.trainlab_meta.get("itos") if model.trainlab_config.task.name == "language_model" else None
+    pred_out = choose_output(predictions, out.with_name("token_losses.json" if itos else "predictions.csv"), force,
+                             flag="--predictions")
     bad = [o for o in overrides if not o.split("=", 1)[0].startswith(("data.", "train.device", "train.precision"))]
     if bad:
         raise ConfigError(f"eval accepts data.*, train.device and train.precision overrides, not: {', '.join(bad)}")
@@ -314,11 +317,11 @@ def evaluate(checkpoint: str | Path, *overrides: str, split: str = "test", out: 
         atomic.write_text(out, json.dumps(result, indent=2))
         result["written_to"] = str(out)
         pred = meter.predictions() if hasattr(meter, "predictions") else {}
-        if "probs" in pred:  # a classification: one row per sample
-            from .predictions import records, write_csv
+        from .predictions import write_eval_predictions
 
-            rows = records(pred, parts.loaders[split], model.class_names)
-            result["predictions_written_to"] = str(write_csv(pred_out, rows))
+        written = write_eval_predictions(pred_out, pred, parts.loaders[split], model.class_names, itos)
+        if written is not None:
+            result["predictions_written_to"] = str(written)
     except OSError as e:
         LOG.warning("could not write %s: %s", out, e)
     return result

@@ -139,6 +139,16 @@ def write_run_predictions(run_path: Path, meter, loader, class_names, itos: list
     return path
 
 
+def write_eval_predictions(path: Path, pred: dict, loader, class_names, itos: list[str] | None = None) -> Path | None:
+    """trainlab eval's per-sample results: a classification's rows (predictions.csv), a language model's
+    per-token summary (token_losses.json); None when the meter kept neither."""
+    if "probs" in pred:
+        return write_csv(path, records(pred, loader, class_names))
+    if "passage" in pred and itos:
+        return write_token_losses(Path(path), pred, itos)
+    return None
+
+
 BUCKETS = [(0, 100), (100, 1000), (1000, 10000), (10000, None)]  # frequency ranks in the training vocabulary
 
 

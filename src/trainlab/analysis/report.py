@@ -18,6 +18,7 @@ from . import plots
 from ._doc import Doc
 from .compare import labels_by_difference, ranking
 from .dynamics_section import dynamics_section
+from .embedding_section import embedding_section
 from .error_analysis import error_analysis
 from .lm_section import lm_analysis
 from .paired_tests import mcnemar_section
@@ -105,6 +106,8 @@ def _run_sections(doc: Doc, run: RunData, model, level: int) -> None:
         doc.heading("Per-class results (test split, best checkpoint)", h)
         _per_class(doc, run)
     error_analysis(doc, run, h, compact=level > 2)  # in a comparison: no galleries
+    if level <= 2:  # a run folded into a comparison: no map
+        embedding_section(doc, run, h)
     lm_analysis(doc, run, h, compact=level > 2)
     dynamics_section(doc, run, h)
     doc.heading("Time per epoch and throughput", h)

@@ -25,6 +25,7 @@ COMMANDS = (
     (ship.add_export, ship.cmd_export),
     (ship.add_serve, ship.cmd_serve),
     (use.add_explain, use.cmd_explain),
+    (use.add_embed, use.cmd_embed),
     (analysis.add_summary, analysis.cmd_summary),
     (analysis.add_report, analysis.cmd_report),
     (sweep.add_sweep, sweep.cmd_sweep),

@@ -91,3 +91,10 @@ def add_trust(parser) -> None:
 
 def add_force(parser) -> None:
     parser.add_argument("--force", action="store_true", help="replace an existing output")
+
+
+def add_checkpoint_options(parser) -> None:
+    """--device, --trust-class-path and --force: the options of a command that loads a checkpoint and writes."""
+    parser.add_argument("--device", default="cpu")
+    add_trust(parser)
+    add_force(parser)

@@ -50,8 +50,9 @@ def add_eval(sub):
     add_overrides(e, "data.* overrides, e.g. data.root=PATH")
     e.add_argument("--split", default="test", choices=["train", "valid", "test"])
     e.add_argument("--out", help="JSON file for the results (default: beside the checkpoint)")
-    e.add_argument("--predictions", help="CSV of per-sample results of a classification (default: "
-                   "predictions.csv beside the JSON, or the next free predictions-N.csv)")
+    e.add_argument("--predictions", help="per-sample results: a classification's CSV, a language model's "
+                   "per-token summary (default beside the JSON: predictions.csv or token_losses.json, or the "
+                   "next free -N name)")
     e.add_argument("--json", action="store_true", help="print the full JSON result")
     add_trust(e)
     add_force(e)

@@ -1,4 +1,4 @@
-"""`trainlab predict` and `trainlab generate`: using a trained checkpoint (trainlab.inference)."""
+"""`trainlab predict`, `generate`, `explain` and `embed`: using a trained checkpoint (trainlab.inference)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import sys
 
 from ..errors import ConfigError
 from ..outputs import choose_output
-from ._common import add_force, add_trust, nonneg_float, positive_int, probability
+from ._common import (add_checkpoint_options, add_force, add_overrides, add_trust, nonneg_float, positive_int,
+                      probability)
 
 
 def add_predict(sub):
@@ -15,9 +16,7 @@ def add_predict(sub):
     pr.add_argument("inputs", help="image file, video file (or frame folder), or a folder of them")
     pr.add_argument("--topk", type=positive_int, default=5)
     pr.add_argument("--out", help="CSV file (default: predictions.csv, or the next free predictions-N.csv)")
-    pr.add_argument("--device", default="cpu")
-    add_trust(pr)
-    add_force(pr)
+    add_checkpoint_options(pr)
     return pr
 
 
@@ -106,8 +105,8 @@ def cmd_generate(args) -> int:
 
 
 def add_explain(sub):
-    e = sub.add_parser("explain", help="Grad-CAM and saliency maps of an image or clip classifier, surprisal and "
-                                       "attention of a language model: PNGs + HTML")
+    e = sub.add_parser("explain", help="class activation maps (LayerCAM) and saliency of an image or clip "
+                                       "classifier, surprisal and attention of a language model: PNGs + HTML")
     e.add_argument("checkpoint")
     e.add_argument("files", nargs="*", help="image or video files, or folders of them")
     e.add_argument("--top-losses", type=positive_int, metavar="N",
@@ -118,9 +117,7 @@ def add_explain(sub):
     e.add_argument("--prompt", help="a language model: surprisal per token and (transformer_lm) the attention "
                                     "of every layer and head over this text")
     e.add_argument("--out", help="output folder (default: explain/, or RUN/explain for --top-losses)")
-    e.add_argument("--device", default="cpu")
-    add_trust(e)
-    add_force(e)
+    add_checkpoint_options(e)
     return e
 
 
@@ -130,4 +127,27 @@ def cmd_explain(args) -> int:
     page = explain_checkpoint(args.checkpoint, args.files, args.top_losses, args.split, args.limit, args.out,
                               args.force, args.device, args.trust_class_path, args.prompt)
     print(f"maps written to {page.parent} (open {page})")
+    return 0
+
+
+def add_embed(sub):
+    e = sub.add_parser("embed", help="penultimate-layer features of a split: cached in RUN/embeddings/, a t-SNE "
+                                     "map for the report, TensorBoard's projector")
+    e.add_argument("checkpoint")
+    add_overrides(e, "data.* overrides, e.g. data.root=PATH")
+    e.add_argument("--split", default="test", choices=["train", "valid", "test"])
+    e.add_argument("--limit", type=positive_int, default=2000,
+                   help="at most this many samples (a seeded random subset of a larger split; default 2000)")
+    e.add_argument("--out", help="output folder (default: RUN/embeddings, which the report shows)")
+    add_checkpoint_options(e)
+    return e
+
+
+def cmd_embed(args) -> int:
+    from ..inference.embed import embed_checkpoint
+
+    out, fresh = embed_checkpoint(args.checkpoint, args.split, args.limit, args.out, args.force, args.device,
+                                  args.trust_class_path, args.overrides)
+    print(f"embeddings {'written to' if fresh else 'already in'} {out} (tensorboard --logdir {out / 'projector'}; "
+          f"trainlab report shows the map)")
     return 0

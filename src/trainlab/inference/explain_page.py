@@ -1,4 +1,4 @@
-"""What ``trainlab explain`` writes: PNG overlays per sample, small Grad-CAM thumbnails for the report,
+"""What ``trainlab explain`` writes: PNG overlays per sample, small class-map thumbnails for the report,
 index.json and an HTML page that shows them side by side."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import numpy as np
 from .. import atomic
 
 PANEL_PX = 192   # each panel of a sample's PNG is drawn at least this large (nearest-neighbour upscaling)
-THUMB_PX = 96    # the report's Grad-CAM thumbnails
+THUMB_PX = 96    # the report's class-map thumbnails
 
 
 def _rgb(img: np.ndarray) -> np.ndarray:
@@ -36,7 +36,7 @@ def overlay(img: np.ndarray, m: np.ndarray, alpha: float = 0.45) -> np.ndarray:
     return (1 - a) * base + a * _heat(m)
 
 
-def _to_png(arr: np.ndarray, px: int) -> bytes:
+def to_png(arr: np.ndarray, px: int) -> bytes:
     from PIL import Image
 
     pil = Image.fromarray((np.clip(arr, 0, 1) * 255).round().astype(np.uint8))
@@ -49,7 +49,7 @@ def _to_png(arr: np.ndarray, px: int) -> bytes:
 
 
 def sample_panels(img: np.ndarray, cam: np.ndarray, sal: np.ndarray) -> np.ndarray:
-    """[image | Grad-CAM overlay | saliency] for an image ([C, H, W]); a clip ([T, C, H, W]) gets the three
+    """[image | class-map overlay | saliency] for an image ([C, H, W]); a clip ([T, C, H, W]) gets the three
     as rows and its frames as columns."""
     gap = max(1, img.shape[-1] // 32)
     if img.ndim == 3:
@@ -63,7 +63,7 @@ def sample_panels(img: np.ndarray, cam: np.ndarray, sal: np.ndarray) -> np.ndarr
 
 
 def write_outputs(out: Path, samples: list[dict], raws, maps, class_names: list[str], method_note: str) -> Path:
-    """One PNG per sample (``NNN_name.png``), its Grad-CAM thumbnail (``thumbs/NNN.png``), index.json and
+    """One PNG per sample (``NNN_name.png``), its class-map thumbnail (``thumbs/NNN.png``), index.json and
     index.html in ``out``. ``samples``: sample_id, target (or None); ``raws``: uint8 inputs as shown."""
     out.mkdir(parents=True, exist_ok=True)
     (out / "thumbs").mkdir(exist_ok=True)
@@ -72,15 +72,15 @@ def write_outputs(out: Path, samples: list[dict], raws, maps, class_names: list[
         img, cam, sal = raws[k].cpu().numpy(), maps.gradcam[k].cpu().numpy(), maps.saliency[k].cpu().numpy()
         stem = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in Path(s["sample_id"]).stem)[:40]
         name = f"{k:03d}_{stem}.png"
-        atomic.write_bytes(out / name, _to_png(sample_panels(img, cam, sal), PANEL_PX))
+        atomic.write_bytes(out / name, to_png(sample_panels(img, cam, sal), PANEL_PX))
         first = (img[img.shape[0] // 2], cam[cam.shape[0] // 2]) if img.ndim == 4 else (img, cam)
-        atomic.write_bytes(out / "thumbs" / f"{k:03d}.png", _to_png(overlay(*first), THUMB_PX))
+        atomic.write_bytes(out / "thumbs" / f"{k:03d}.png", to_png(overlay(*first), THUMB_PX))
         pred, t = int(maps.pred[k]), s.get("target")
         items.append({"sample_id": s["sample_id"], "file": name, "thumb": f"thumbs/{k:03d}.png",
                       "pred": pred, "pred_name": class_names[pred], "prob_pred": round(float(maps.prob[k]), 6),
                       "target": t, "target_name": class_names[t] if t is not None else None,
                       "correct": None if t is None else t == pred, "explained": class_names[int(maps.target[k])]})
-    index = {"method": "Grad-CAM", "layer": maps.layer, "note": method_note, "items": items}
+    index = {"method": "LayerCAM (Grad-CAM family)", "layer": maps.layer, "note": method_note, "items": items}
     atomic.write_text(out / "index.json", json.dumps(index, indent=1))
     atomic.write_text(out / "index.html", _page(index))
     return out / "index.html"
@@ -100,6 +100,7 @@ def _page(index: dict) -> str:
             ".s{margin:1.2em 0;padding-bottom:.8em;border-bottom:1px solid #eee} .t{color:#666;font-size:.85em}"
             "img{max-width:100%;image-rendering:pixelated;border:1px solid #ddd;margin-top:.3em}"
             ".note{color:#555;font-size:.9em}</style></head><body>\n<h1>Where the network looks</h1>\n"
-            f"<p class=\"note\">Each row: the input as the model saw it, Grad-CAM of the explained class over it "
+            f"<p class=\"note\">Each row: the input as the model saw it, the class activation map (LayerCAM, of the "
+            f"Grad-CAM family) of the explained class over it "
             f"(layer {html.escape(index['layer'])}; red = most weight), and gradient saliency (|d score / d "
             f"pixel|). {html.escape(index['note'])}</p>\n" + "\n".join(rows) + "\n</body></html>\n")

@@ -14,12 +14,16 @@ from ..outputs import choose_output
 LOG = logging.getLogger("trainlab")
 
 
-def _split_loader(model, split: str, device):
-    """The checkpoint's data split, rebuilt as evaluation builds it (its own statistics and classes)."""
+def split_loader(model, split: str, device, overrides=()):
+    """The checkpoint's data split, rebuilt as evaluation builds it (its own statistics and classes);
+    ``overrides``: data.* settings (data.root=PATH when the data has moved)."""
     from .. import config as config_mod
     from ..build import build_parts
 
-    cfg = config_mod.load(model.trainlab_config, [])
+    bad = [o for o in overrides if not o.startswith("data.")]
+    if bad:
+        raise ConfigError(f"only data.* overrides apply to a checkpoint's data, not: {', '.join(bad)}")
+    cfg = config_mod.load(model.trainlab_config, list(overrides))
     parts = build_parts(cfg, device, model=model, data_meta=model.trainlab_meta)
     if split not in parts.loaders:
         raise ConfigError(f"--split {split}: the data has no such split (have {', '.join(parts.loaders)})")
@@ -29,7 +33,7 @@ def _split_loader(model, split: str, device):
     return loader
 
 
-def _from_loader(loader, index: list[int]):
+def split_inputs(loader, index: list[int]):
     """(raw uint8 inputs as the model sees them, normalised inputs, targets) of split positions ``index``."""
     idx = torch.tensor(index, dtype=torch.long, device=loader.images.device)
     raw = loader.images[idx]
@@ -67,7 +71,7 @@ def _from_files(model, files: list[str]):
 def explain_checkpoint(checkpoint, files=(), top_losses: int | None = None, split: str | None = None,
                        limit: int = 16, out=None, force: bool = False, device: str = "cpu",
                        trust_class_path: bool = False, prompt: str | None = None) -> Path:
-    """Grad-CAM and saliency maps (a language model: surprisal and attention over ``prompt``) -> ``out``
+    """Class activation maps (LayerCAM) and saliency (a language model: surprisal and attention over ``prompt``) -> ``out``
     (a folder); returns its index.html."""
     from .. import api
     from ..build import build_task
@@ -98,10 +102,10 @@ def explain_checkpoint(checkpoint, files=(), top_losses: int | None = None, spli
     if files:
         ids, raw, x, targets = _from_files(model, list(files))
     else:
-        loader = _split_loader(model, "test" if top_losses is not None else split, next(model.parameters()).device)
+        loader = split_loader(model, "test" if top_losses is not None else split, next(model.parameters()).device)
         index = (_top_loss_index(run_dir, top_losses) if top_losses is not None
                  else list(range(min(limit, len(loader.data)))))
-        raw, x, targets = _from_loader(loader, index)
+        raw, x, targets = split_inputs(loader, index)
         ids = [loader.data.sample_id(i) for i in index]
     task = build_task(cfg, len(model.class_names))
     maps = explain(model, x, forward=lambda v: task.logits(model, v))
@@ -109,5 +113,5 @@ def explain_checkpoint(checkpoint, files=(), top_losses: int | None = None, spli
         "Both maps are scaled to [0, 1] per sample."
     samples = [{"sample_id": s, "target": t} for s, t in zip(ids, targets)]
     page = write_outputs(out, samples, raw, maps, model.class_names, note)
-    LOG.info("explained %d input(s) (Grad-CAM at %s)", len(samples), maps.layer)
+    LOG.info("explained %d input(s) (class map at %s)", len(samples), maps.layer)
     return page

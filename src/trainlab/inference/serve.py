@@ -1,6 +1,7 @@
 """`trainlab serve`: a checkpoint or an ONNX export behind an HTTP JSON API and a web page.
 
     POST /predict    image or clip bytes (raw body or a multipart upload), ?topk=5 -> top-k classes
+    POST /explain    image bytes -> the class map over the image (a PNG, base64), checkpoints of image models
     POST /generate   {"prompt", "words", "temperature", "top_k", "top_p", "seed"} -> text, streamed
     GET  /health     liveness and counts;  GET /model: the model's metadata;  GET /: the web page
     GET  /docs       the OpenAPI page FastAPI writes
@@ -15,6 +16,7 @@ words the vocabulary lacks (400), sampling values out of range (422).
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -107,9 +109,29 @@ class App:
         self.batcher = None if served.is_lm else MicroBatcher(self._forward, settings.batch_ms, settings.max_batch)
         self.counts = {"requests": 0, "errors": 0}
         self.started = time.time()
+        self._model_lock = threading.Lock()  # /explain hooks the model's layers: no forward pass meanwhile
 
     def _forward(self, inputs):
-        return list(self.served.probabilities(inputs))
+        with self._model_lock:
+            return list(self.served.probabilities(inputs))
+
+    async def explain(self, request) -> dict:
+        from starlette.concurrency import run_in_threadpool
+
+        from .serve_explain import explain_image, explain_refusal
+
+        refusal = explain_refusal(self.served)
+        if refusal:
+            raise ApiError(400, refusal)
+        t = time.perf_counter()
+        x, name = await self._read(request)
+
+        def run():
+            with self._model_lock:
+                return explain_image(self.served, x)
+
+        out = await run_in_threadpool(run)
+        return {"file": name, **out, "ms": round((time.perf_counter() - t) * 1000, 2)}
 
     async def predict(self, request, topk: int) -> dict:
         if self.served.is_lm:

@@ -128,6 +128,10 @@ def build_app(state) -> FastAPI:
     async def predict(request: Request, topk: int = Query(5, ge=1, le=1000)):
         return await state.predict(request, topk)
 
+    @app.post("/explain", summary="the class map (LayerCAM) of an image over it: a PNG, base64 in the JSON")
+    async def explain(request: Request):
+        return await state.explain(request)
+
     @app.post("/generate", summary="text from a language model, streamed as it is sampled")
     def generate_text(req: GenerateRequest):
         return _generate(state, req)

@@ -57,8 +57,9 @@ class OnnxLM:
 class ServedModel:
     """What serve and predict need of a model, whichever file it came from."""
 
-    def __init__(self, path: Path, meta: dict, backend: str, forward, lm=None):
+    def __init__(self, path: Path, meta: dict, backend: str, forward, lm=None, model=None, logits=None):
         self.path, self.meta, self.backend, self._forward, self._lm = path, meta, backend, forward, lm
+        self.model, self.logits = model, logits  # a checkpoint's module and its inputs -> logits (explain)
         self.task = meta["task"]
         self.is_lm = self.task == "language_model"
         self.class_names = meta.get("class_names") or []
@@ -125,7 +126,8 @@ class ServedModel:
         if self.is_lm:
             keep["vocab_size"] = len(self.meta["vocab"]["itos"])
             keep["level"] = self.meta["vocab"].get("level")
-        return {"file": self.name, "backend": self.backend, **keep}
+        can_explain = self.model is not None and self.input == "image"
+        return {"file": self.name, "backend": self.backend, "explain": can_explain, **keep}
 
 
 def _load_onnx(path: Path, threads: int | None) -> ServedModel:
@@ -159,7 +161,7 @@ def _load_checkpoint(path: Path, device: str, trust: bool) -> ServedModel:
     if not meta.get("mean"):
         raise DataError(f"{path}: the checkpoint records no normalisation (trained on datasets passed from Python)")
     dev = next(model.parameters()).device
-    return ServedModel(path, meta, "pytorch", lambda x: sig.module(x.to(dev)).cpu())
+    return ServedModel(path, meta, "pytorch", lambda x: sig.module(x.to(dev)).cpu(), model=model, logits=sig.module)
 
 
 def load_served(path: str | Path, device: str = "cpu", trust_class_path: bool = False,
