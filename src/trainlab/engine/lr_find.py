@@ -18,7 +18,6 @@ import random
 from dataclasses import dataclass, field
 
 import numpy as np
-import torch
 from torch import nn
 
 from ..errors import NonFiniteLossError
