@@ -124,6 +124,23 @@ def test_cells_aggregate_seeds_and_rank():
     assert a["test_mean"] == pytest.approx(0.85) and (cells[0]["runs"], cells[0]["of"]) == (1, 2)
 
 
+def test_a_labs_helper_run_and_another_monitor_are_never_ranked_against_the_compared_runs():
+    def row(cell, monitor, mode, best):
+        return {"cell": cell, "monitor": monitor, "mode": mode, "finished": True, "best": best, "test": 0.5,
+                "test_metric": "acc1"}
+
+    rows = [row("config=pretrain", "train.loss", "min", 1.96),  # a helper run, judged by its loss
+            row("config=transfer", "valid.acc1", "max", 0.68), row("config=scratch", "valid.acc1", "max", 0.71),
+            row("config=odd", "valid.loss", "min", 0.30)]
+    cells = cell_rows(rows, [], unranked={"config=pretrain"})
+    assert [(c["cell"], c["rank"]) for c in cells] == [("config=scratch", 1), ("config=transfer", 2),
+                                                      ("config=pretrain", None), ("config=odd", None)]
+    from trainlab.sweep.results import cell_table
+
+    _, table = cell_table(cells)
+    assert table[2][0] == "-" and table[2][3] == "1.96 ± 0.00"  # the helper's loss is not shown as a percent
+
+
 def _sweep_cmd(recipe, out, *extra):
     return [sys.executable, "-m", "trainlab", "sweep", str(recipe), "--out", str(out), *extra]
 

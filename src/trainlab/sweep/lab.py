@@ -236,7 +236,8 @@ def run_lab(sweep, lab: dict, parallel: int = 1, argv: str | None = None) -> dic
     prepare_dir(sweep)
     statuses = Executor(sweep.out, parallel).run_all(specs)
     keys = ["config"] if sweep.named else list(sweep.grid)
-    result = write_results(sweep, specs, statuses, keys, report=False)
+    helpers = {f"config={n}" for n, role in lab.get("roles", {}).items() if role == "helper"}
+    result = write_results(sweep, specs, statuses, keys, report=False, unranked=helpers)
     from ..analysis.lab_report import write_lab_report
 
     try:

@@ -52,8 +52,10 @@ def _mean_std(xs: list) -> tuple:
     return statistics.fmean(xs), (statistics.stdev(xs) if len(xs) > 1 else 0.0)
 
 
-def cell_rows(rows: list[dict], grid_keys: list[str]) -> list[dict]:
-    """Group runs by cell; mean and sample std over seeds; ranked best first on the monitor."""
+def cell_rows(rows: list[dict], grid_keys: list[str], unranked=()) -> list[dict]:
+    """Group runs by cell; mean and sample std over seeds; ranked best first on the monitor. Cells in
+    ``unranked`` (a lab's helper runs) and cells judged by another monitor than the first ranked cell's
+    get no rank and come last: a loss is never ranked against an accuracy."""
     cells: dict[str, list] = {}
     for r in rows:
         cells.setdefault(r["cell"], []).append(r)
@@ -68,10 +70,14 @@ def cell_rows(rows: list[dict], grid_keys: list[str]) -> list[dict]:
                     "test_metric": next((r["test_metric"] for r in done if r.get("test_metric")), None),
                     "test_mean": test_mean, "test_std": test_std,
                     "train_seconds_mean": _mean_std([r.get("train_seconds") for r in done])[0]})
-    high = next((r["mode"] for r in rows if r.get("mode")), "max") == "max"  # as the runs' task declared
-    out.sort(key=lambda c: (c["best_mean"] is None, -(c["best_mean"] or 0) if high else (c["best_mean"] or 0)))
+    ranked = [r for r in rows if r["cell"] not in unranked and r.get("mode")]
+    monitor = ranked[0]["monitor"] if ranked else None
+    high = (ranked[0]["mode"] if ranked else "max") == "max"  # as the runs' task declared
+    judged = lambda c: c["cell"] not in unranked and c["monitor"] == monitor  # noqa: E731
+    out.sort(key=lambda c: (not judged(c), c["best_mean"] is None,
+                            -(c["best_mean"] or 0) if high else (c["best_mean"] or 0)))
     for i, c in enumerate(out, 1):
-        c["rank"] = i
+        c["rank"] = i if judged(c) else None
     return out
 
 
@@ -89,11 +95,12 @@ def _round(v):
     return round(v, 6) if isinstance(v, float) else v
 
 
-def write_results(sweep, specs: list, statuses: dict, grid_keys: list | None = None, report: bool = True) -> dict:
+def write_results(sweep, specs: list, statuses: dict, grid_keys: list | None = None, report: bool = True,
+                  unranked=()) -> dict:
     out = sweep.out
     rows = run_rows(specs, out, statuses)
     grid_keys = list(sweep.grid) if grid_keys is None else grid_keys
-    cells = cell_rows(rows, grid_keys)
+    cells = cell_rows(rows, grid_keys, unranked)
     _write_csv(out / "runs.csv", rows, ["run", "cell", *grid_keys, "seed", "status"])
     _write_csv(out / "results.csv", cells, ["rank", "cell", *grid_keys, "runs", "of"])
     dirs = [out / "runs" / r["run"] for r in rows if r.get("best") is not None and r.get("finished")]
@@ -115,7 +122,8 @@ def cell_table(cells: list[dict]) -> tuple[list[str], list[list]]:
 
     headers = ["rank", "cell", "seeds", f"best {monitor}{' (%)' if pct(monitor) else ''} mean ± std",
                f"test {test}{' (%)' if pct(test) else ''} mean ± std", "train time (s)"]
-    rows = [[c["rank"], c["cell"], f"{c['runs']}/{c['of']}", fmt(monitor, c["best_mean"], c["best_std"]),
+    rows = [["-" if c["rank"] is None else c["rank"], c["cell"], f"{c['runs']}/{c['of']}",
+             fmt(c["monitor"] or monitor, c["best_mean"], c["best_std"]),
              fmt(test, c["test_mean"], c["test_std"]),
              "-" if c["train_seconds_mean"] is None else f"{c['train_seconds_mean']:,.1f}"] for c in cells]
     return headers, rows
