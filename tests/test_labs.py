@@ -180,3 +180,16 @@ def test_the_wilson_interval_of_a_test_accuracy():
     assert lo == pytest.approx(0.6332, abs=1e-3) and hi == pytest.approx(0.7592, abs=1e-3)
     assert wilson(0, 10)[0] == 0.0 and 0.0 < wilson(0, 10)[1] < 0.35  # never below 0, unlike p +- z*se
     assert wilson(10, 10)[1] == pytest.approx(1.0) and wilson(10, 10)[0] > 0.65
+
+
+def test_the_trainable_count_of_a_run_that_unfreezes_later_says_so(tmp_path):
+    from trainlab.analysis.lab_table import _trainable
+    from trainlab.analysis.rundata import RunData
+
+    def run(**model):
+        return RunData(tmp_path, "20261201-120000", {"model": model}, {}, "", [], None, None)
+
+    assert _trainable(256, run(freeze="none")) == 256
+    assert _trainable(256, run(freeze="backbone", unfreeze_epoch=3)) == "256; all after epoch 3"
+    assert "every 2 epochs after epoch 1" in _trainable(1000, run(freeze="backbone", unfreeze_epoch=1,
+                                                                  unfreeze_every=2))

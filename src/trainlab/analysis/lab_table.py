@@ -27,6 +27,16 @@ def model_facts(summary) -> dict:
     return {"params": a.total_params, "trainable": a.trainable_params, "weights_bytes": summary.sizes["weights_only"]}
 
 
+def _trainable(n, run: RunData):
+    """The trainable count at the start; a run that unfreezes later (model.unfreeze_epoch) says so."""
+    epoch = (run.config.get("model") or {}).get("unfreeze_epoch")
+    if n is None or epoch is None:
+        return n
+    every = (run.config.get("model") or {}).get("unfreeze_every") or 0
+    return f"{n:,}; " + (f"a layer group more every {every} epochs after epoch {epoch}" if every
+                         else f"all after epoch {epoch}")
+
+
 def _mean_std(xs):
     xs = [x for x in xs if isinstance(x, (int, float))]
     if not xs:
@@ -108,7 +118,7 @@ def lab_rows(groups: dict[str, list[RunData]], what: dict[str, str], facts: dict
         rs, f = groups[cfg], facts.get(cfg, {})
         cell = {"recipe": what.get(cfg, ""), "valid": _pm(key, [r.best_value() for r in rs]),
                 "test": _test_cell(test_key, rs), "acc5": _pm("acc5", [(r.final or {}).get("acc5") for r in rs]),
-                "per_class": _per_class(rs), "trainable": f.get("trainable"), "params": f.get("params"),
+                "per_class": _per_class(rs), "trainable": _trainable(f.get("trainable"), rs[0]), "params": f.get("params"),
                 "weights_mb": None if "weights_bytes" not in f else f"{f['weights_bytes'] / 1e6:.2f}",
                 "epochs": max(r.epochs for r in rs), "time": _pm("time", [r.train_seconds() for r in rs], 1),
                 "throughput": _throughput(rs)}
