@@ -38,8 +38,9 @@ _LEGACY_MONITOR_KEYS = ("best", "best_epoch", "bad_evals")  # TrainState fields 
 
 def standard_callbacks(cfg: Config) -> list[Callback]:
     """The callbacks the settings ask for, in the order they run: Lookahead first (it changes the
-    weights the others see), then best.pt, early stopping, plateau, progress, timing, and last
-    the recipe's ``train.callbacks``."""
+    weights the others see), then best.pt, unfreezing, early stopping, plateau, progress, timing, the
+    weight average (after best.pt: it swaps the average in for the evaluations and back after them),
+    and last the recipe's ``train.callbacks``."""
     tc = cfg.train
     out: list[Callback] = []
     if tc.lookahead_every:
