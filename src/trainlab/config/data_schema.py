@@ -23,6 +23,8 @@ class DataConfig(_Section):
                                         "is equally likely (an epoch keeps its length; for imbalanced data)")
     fold: int = _f(0, "with data.folds: which fold (0 .. folds-1) is held out for validation")
     max_samples: Optional[int] = _f(None, "keep only the first N samples of each split (quick tries)")
+    classes: Optional[list] = _f(None, "classification: keep only these classes, by name, relabelled in this "
+                                       "order (e.g. [cat, dog] of CIFAR-10); null: all")
     crop_padding: int = _f(0, "batched random crop after zero padding by this many pixels (train only)")
     hflip: bool = _f(False, "batched random horizontal flip (train only)")
     hflip_mode: Literal["random", "alternate"] = _f("random", "hflip: a fresh coin per image and epoch, or one coin "
@@ -95,6 +97,9 @@ class DataConfig(_Section):
             "min_freq": (self.min_freq >= 1, "must be >= 1"),
             "vocab_size": (self.vocab_size is None or self.vocab_size >= 2, "must be >= 2"),
             "max_tokens": (self.max_tokens is None or self.max_tokens >= 2, "must be >= 2"),
+            "classes": (self.classes is None or (isinstance(self.classes, list) and len(self.classes) >= 2
+                                                 and len(set(map(str, self.classes))) == len(self.classes)),
+                        "must be a list of at least 2 distinct class names (or null for all)"),
             "max_samples": (self.max_samples is None or self.max_samples >= 1, "must be >= 1 (or null for all)"),
             "color_jitter": (_jitter_ok(self.color_jitter), "must be a number >= 0 or a list [brightness, contrast, "
                                                             "saturation(, hue)] of numbers >= 0 (hue <= 0.5)"),

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Optional
 
 import torch
@@ -162,12 +162,38 @@ def build_data(cfg: DataConfig, raw=None, meta: Optional[dict] = None):
     return raw.prepare(cfg, meta)
 
 
+def select_classes(raw: RawImages, names: list[str]) -> tuple[RawImages, torch.Tensor]:
+    """``raw`` with only the samples of the classes ``names``, labelled 0.. in that order, and the
+    kept training samples' indices in the dataset's own training split."""
+    unknown = [n for n in names if n not in raw.class_names]
+    if unknown:
+        shown = ", ".join(raw.class_names[:20]) + (" ..." if len(raw.class_names) > 20 else "")
+        raise DataError(f"data.classes: {unknown} not among the classes of {raw.source or 'the dataset'}: {shown}")
+    lut = torch.full((len(raw.class_names),), -1, dtype=torch.long)
+    lut[[raw.class_names.index(n) for n in names]] = torch.arange(len(names))
+
+    def pick(s):
+        if s is None:
+            return None, None
+        keep = (lut[s.labels] >= 0).nonzero().flatten()
+        kept = s.subset(keep)
+        kept.labels = lut[kept.labels]
+        return kept, keep
+
+    train, keep = pick(raw.train)
+    out = replace(raw, train=train, test=pick(raw.test)[0], valid=pick(raw.valid)[0],
+                              class_names=list(names))
+    return out, keep
+
+
 def _image_bundle(cfg: DataConfig, raw: RawImages) -> DataBundle:
     """Train/valid/test with the configured fractions and seed."""
     if len(raw.class_names) < 2:
         raise DataError(f"dataset '{cfg.name}' has {len(raw.class_names)} class(es); classification needs >= 2")
+    base = torch.arange(len(raw.train))
+    if cfg.classes:
+        raw, base = select_classes(raw, [str(c) for c in cfg.classes])
     train, test = raw.train, raw.test
-    base = torch.arange(len(train))
     indices: dict[str, list[int]] = {}
     if test is None and cfg.test_fraction > 0:
         train, test, keep, held = split_off(train, cfg.test_fraction, cfg.split_seed + 1)
