@@ -137,8 +137,10 @@ def test_a_labs_helper_run_and_another_monitor_are_never_ranked_against_the_comp
                                                       ("config=pretrain", None), ("config=odd", None)]
     from trainlab.sweep.results import cell_table
 
-    _, table = cell_table(cells)
-    assert table[2][0] == "-" and table[2][3] == "1.96 ± 0.00"  # the helper's loss is not shown as a percent
+    headers, table = cell_table(cells)
+    assert headers[3].startswith("best valid.acc1 (%)") and table[0][3] == "71.00 ± 0.00"
+    # the helper's loss is named, not shown as a percent under the column's accuracy
+    assert table[2][0] == "-" and table[2][3] == "train.loss 1.96 ± 0.00" and table[3][3] == "valid.loss 0.30 ± 0.00"
 
 
 def _sweep_cmd(recipe, out, *extra):

@@ -114,17 +114,18 @@ def cell_table(cells: list[dict]) -> tuple[list[str], list[list]]:
     test = next((c["test_metric"] for c in cells if c["test_metric"]), None)
     pct = lambda m: (m or "").split(".")[-1].startswith("acc")  # noqa: E731
 
-    def fmt(metric, mean, std):
+    def fmt(metric, mean, std, column):
         if mean is None:
             return "-"
         scale = 100 if pct(metric) else 1
-        return f"{mean * scale:.2f} ± {std * scale:.2f}"
+        named = "" if metric == column else f"{metric}{' (%)' if pct(metric) else ''} "  # judged by another
+        return f"{named}{mean * scale:.2f} ± {std * scale:.2f}"
 
     headers = ["rank", "cell", "seeds", f"best {monitor}{' (%)' if pct(monitor) else ''} mean ± std",
                f"test {test}{' (%)' if pct(test) else ''} mean ± std", "train time (s)"]
     rows = [["-" if c["rank"] is None else c["rank"], c["cell"], f"{c['runs']}/{c['of']}",
-             fmt(c["monitor"] or monitor, c["best_mean"], c["best_std"]),
-             fmt(test, c["test_mean"], c["test_std"]),
+             fmt(c["monitor"] or monitor, c["best_mean"], c["best_std"], monitor),
+             fmt(c["test_metric"] or test, c["test_mean"], c["test_std"], test),
              "-" if c["train_seconds_mean"] is None else f"{c['train_seconds_mean']:,.1f}"] for c in cells]
     return headers, rows
 
