@@ -192,4 +192,13 @@ def run_server(model: str | Path, settings: ServeSettings, host: str = "127.0.0.
         batching = "POST /generate streams text"
     print(f"serving {served.name} ({served.task}, {served.backend}) at http://{host}:{port}/ ; {where}; "
           f"{batching}; API docs at /docs", flush=True)
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    uvicorn.run(app, host=host, port=port, log_level="warning", **server_stack())
+
+
+def server_stack() -> dict:
+    """uvicorn's fast event loop (uvloop) and HTTP parser (httptools) where installed (pyproject declares
+    both; uvloop has no Windows build), else its pure-Python ones."""
+    import importlib.util
+
+    return {"loop": "uvloop" if importlib.util.find_spec("uvloop") else "asyncio",
+            "http": "httptools" if importlib.util.find_spec("httptools") else "h11"}
