@@ -23,7 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .explain_layer import choose_layer, vit_of, vit_probes
+from .explain_layer import choose_layer, vit_of
+from .explain_vit import vit_rollout
 
 
 @dataclass
@@ -88,26 +89,24 @@ def explain(model: nn.Module, x: torch.Tensor, forward=None, target: torch.Tenso
     model.eval()
     clip = x.dim() == 5
     vit = vit_of(model)
-    extra, handles = vit_probes(vit) if vit is not None else ([], [])
-    try:
-        name, layer, share = choose_layer(model, forward, x, extra)
-        out = {k: [] for k in ("pred", "prob", "target", "gradcam", "saliency")}
-        for i in range(0, len(x), batch_size):
-            xb = x[i:i + batch_size]
-            logits, tb, cam = layercam(forward, layer, xb, None if target is None else target[i:i + batch_size])
-            conf, pred = logits.float().softmax(1).max(1)
-            sal = Saliency(forward).attribute(xb.clone().requires_grad_(True), target=tb, abs=True)
-            out["gradcam"].append(_scale(_resize(cam, xb, clip)))
-            out["saliency"].append(_scale(sal.detach().float().amax(dim=-3)))
-            out["pred"].append(pred)
-            out["prob"].append(conf)
-            out["target"].append(tb)
-    finally:
-        for h in handles:
-            h.remove()
+    if vit is None:
+        name, layer, share = choose_layer(model, forward, x)
+    out = {k: [] for k in ("pred", "prob", "target", "gradcam", "saliency")}
+    for i in range(0, len(x), batch_size):
+        xb = x[i:i + batch_size]
+        tb = None if target is None else target[i:i + batch_size]
+        logits, tb, cam = layercam(forward, layer, xb, tb) if vit is None else vit_rollout(vit, forward, xb, tb)
+        conf, pred = logits.float().softmax(1).max(1)
+        sal = Saliency(forward).attribute(xb.clone().requires_grad_(True), target=tb, abs=True)
+        out["gradcam"].append(_scale(_resize(cam, xb, clip)))
+        out["saliency"].append(_scale(sal.detach().float().amax(dim=-3)))
+        out["pred"].append(pred)
+        out["prob"].append(conf)
+        out["target"].append(tb)
     grid = "x".join(str(v) for v in cam.shape[2:])
-    return Maps(**{k: torch.cat(v) for k, v in out.items()},
-                layer=f"{name} ({grid} cells, each seeing {share:.0%} of the input's side)")
+    where = (f"{name} ({grid} cells, each seeing {share:.0%} of the input's side)" if vit is None else
+             f"gradient-weighted attention rollout over {len(vit.encoder.layers)} encoder blocks ({grid} patches)")
+    return Maps(**{k: torch.cat(v) for k, v in out.items()}, layer=where)
 
 
 def quadrant_mass(cam: torch.Tensor, quadrant: int) -> torch.Tensor:
