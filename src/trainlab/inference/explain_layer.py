@@ -9,9 +9,8 @@ map (run once; modules called more than once, such as a shared activation, are l
 finish whose centre cell's receptive field spans at most ``RF_SHARE`` of the input's side. The field is
 measured, not looked up: the input pixels with a nonzero gradient of that cell, over four random inputs,
 so any architecture works without a table. The search is a bisection over the modules in the order they
-finish, as receptive fields grow along a network, then a look at the few modules before the boundary. A Vision Transformer's patch tokens entering each
-encoder block are offered as a grid too (class token dropped); attention makes every token after the
-first block see the whole image, so its map is read from the patch embeddings entering the first block.
+finish, as receptive fields grow along a network, then a look at the few modules before the boundary. A Vision Transformer is not read from a layer: its
+map is the attention rollout of ``explain_vit``.
 """
 
 from __future__ import annotations
@@ -29,37 +28,11 @@ _SKIP = (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.AdaptiveAvgPool3d, nn.Ad
          nn.Flatten, nn.Dropout)
 
 
-class PatchGrid(nn.Module):
-    """An identity over a ViT's patch grid [B, D, h, w]: the module whose output the map is read from."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x
-
-
 def vit_of(model: nn.Module):
     """The torchvision VisionTransformer inside ``model`` (vit_b_16, vit_small), or None."""
     from torchvision.models.vision_transformer import VisionTransformer
 
     return next((m for m in model.modules() if isinstance(m, VisionTransformer)), None)
-
-
-def vit_probes(vit) -> tuple[list[tuple[str, nn.Module]], list]:
-    """(named grid modules, hook handles): the tokens [B, 1+N, D] entering each encoder block pass through
-    a PatchGrid as [B, D, sqrt N, sqrt N] and back."""
-    named, handles = [], []
-    for k, block in enumerate(vit.encoder.layers):
-        probe = PatchGrid()
-
-        def hook(mod, args, probe=probe):
-            tokens = args[0]
-            b, n, d = tokens.shape
-            side = int(math.isqrt(n - 1))
-            grid = probe(tokens[:, 1:].transpose(1, 2).reshape(b, d, side, side))
-            return (torch.cat([tokens[:, :1], grid.flatten(2).transpose(1, 2)], dim=1), *args[1:])
-
-        named.append((f"patch tokens entering encoder block {k}", probe))
-        handles.append(block.register_forward_pre_hook(hook))
-    return named, handles
 
 
 def spatial_modules(model: nn.Module, forward, x: torch.Tensor, extra=()) -> list[tuple[str, nn.Module, int]]:
