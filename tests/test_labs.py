@@ -146,7 +146,8 @@ def test_the_language_model_lab_runs_from_the_command_line(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["catsdogs", "catsdogs-transfer", "mnist-optimizers", "tiny-imagenet", "video"])
+@pytest.mark.parametrize("name", ["catsdogs", "catsdogs-transfer", "catsdogs-pretrained", "mnist-optimizers", "tiny-imagenet",
+                                  "video"])
 def test_every_quick_lab_runs_end_to_end_on_tiny_data(tmp_path, name):
     r = _run_lab(REPO / "recipes" / "labs" / f"{name}.yaml", tmp_path / name)
     assert r.returncode == 0, r.stderr[-3000:]
