@@ -164,5 +164,5 @@ def test_the_vit_attention_written_out_is_the_modules_own():
     assert torch.allclose(got, want, atol=1e-5) and attn.shape == (3, mha.num_heads, 17, 17)
     assert torch.allclose(attn.sum(-1), torch.ones(3, mha.num_heads, 17))
     maps = explain(m, torch.randn(2, *shape))
-    assert "attention rollout" in maps.layer and type(mha).forward is torch.nn.MultiheadAttention.forward
+    assert "rollout" in maps.method and "encoder blocks" in maps.layer and type(mha).forward is torch.nn.MultiheadAttention.forward
     assert "forward" not in vars(mha)  # the module is itself again

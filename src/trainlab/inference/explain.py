@@ -38,6 +38,7 @@ class Maps:
     gradcam: torch.Tensor
     saliency: torch.Tensor
     layer: str
+    method: str = "LayerCAM (Grad-CAM family)"
 
 
 def _scale(maps: torch.Tensor) -> torch.Tensor:
@@ -105,8 +106,9 @@ def explain(model: nn.Module, x: torch.Tensor, forward=None, target: torch.Tenso
         out["target"].append(tb)
     grid = "x".join(str(v) for v in cam.shape[2:])
     where = (f"{name} ({grid} cells, each seeing {share:.0%} of the input's side)" if vit is None else
-             f"gradient-weighted attention rollout over {len(vit.encoder.layers)} encoder blocks ({grid} patches)")
-    return Maps(**{k: torch.cat(v) for k, v in out.items()}, layer=where)
+             f"the attention of {len(vit.encoder.layers)} encoder blocks ({grid} patches)")
+    method = "LayerCAM (Grad-CAM family)" if vit is None else "gradient-weighted attention rollout (Chefer et al. 2021)"
+    return Maps(**{k: torch.cat(v) for k, v in out.items()}, layer=where, method=method)
 
 
 def quadrant_mass(cam: torch.Tensor, quadrant: int) -> torch.Tensor:

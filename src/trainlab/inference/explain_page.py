@@ -80,7 +80,7 @@ def write_outputs(out: Path, samples: list[dict], raws, maps, class_names: list[
                       "pred": pred, "pred_name": class_names[pred], "prob_pred": round(float(maps.prob[k]), 6),
                       "target": t, "target_name": class_names[t] if t is not None else None,
                       "correct": None if t is None else t == pred, "explained": class_names[int(maps.target[k])]})
-    index = {"method": "LayerCAM (Grad-CAM family)", "layer": maps.layer, "note": method_note, "items": items}
+    index = {"method": maps.method, "layer": maps.layer, "note": method_note, "items": items}
     atomic.write_text(out / "index.json", json.dumps(index, indent=1))
     atomic.write_text(out / "index.html", _page(index))
     return out / "index.html"
@@ -100,7 +100,7 @@ def _page(index: dict) -> str:
             ".s{margin:1.2em 0;padding-bottom:.8em;border-bottom:1px solid #eee} .t{color:#666;font-size:.85em}"
             "img{max-width:100%;image-rendering:pixelated;border:1px solid #ddd;margin-top:.3em}"
             ".note{color:#555;font-size:.9em}</style></head><body>\n<h1>Where the network looks</h1>\n"
-            f"<p class=\"note\">Each row: the input as the model saw it, the class activation map (LayerCAM, of the "
-            f"Grad-CAM family) of the explained class over it "
-            f"(layer {html.escape(index['layer'])}; red = most weight), and gradient saliency (|d score / d "
+            f"<p class=\"note\">Each row: the input as the model saw it, the class map "
+            f"({html.escape(index['method'])}) of the explained class over it "
+            f"(read from {html.escape(index['layer'])}; red = most weight), and gradient saliency (|d score / d "
             f"pixel|). {html.escape(index['note'])}</p>\n" + "\n".join(rows) + "\n</body></html>\n")

@@ -40,5 +40,5 @@ def explain_image(served, raw: torch.Tensor) -> dict:
     pred = int(maps.pred[0])
     png = to_png(overlay(raw.cpu().numpy(), maps.gradcam[0].cpu().numpy()), OVERLAY_PX)
     return {"prediction": served.class_names[pred], "probability": round(float(maps.prob[0]), 6),
-            "explained": served.class_names[int(maps.target[0])], "method": "LayerCAM (Grad-CAM family)",
+            "explained": served.class_names[int(maps.target[0])], "method": maps.method,
             "layer": maps.layer, "overlay_png": base64.b64encode(png).decode("ascii")}
