@@ -61,3 +61,10 @@ def test_unknown_or_repeated_classes_are_refused_by_name(tmp_path):
         with pytest.raises(DataError, match=r"data.classes: \['wolves'\] not among .*cats, dogs"):
             build_data(_cfg(name="catsdogs", root=str(CATSDOGS), size=16, cache_dir=str(tmp_path),
                             classes=["cats", "wolves"]))
+
+
+def test_classes_on_a_text_corpus_is_refused(tmp_path):
+    (tmp_path / "train.txt").write_text("a b c\nd e f\n" * 50, encoding="utf-8")
+    with pytest.raises(DataError, match="data.classes.*no classes"):
+        build_data(_cfg(name="text", root=str(tmp_path), files={"train": "train.txt"}, classes=["a", "b"],
+                        valid_fraction=0.1, test_fraction=0.1))

@@ -181,8 +181,7 @@ def select_classes(raw: RawImages, names: list[str]) -> tuple[RawImages, torch.T
         return kept, keep
 
     train, keep = pick(raw.train)
-    out = replace(raw, train=train, test=pick(raw.test)[0], valid=pick(raw.valid)[0],
-                              class_names=list(names))
+    out = replace(raw, train=train, test=pick(raw.test)[0], valid=pick(raw.valid)[0], class_names=list(names))
     return out, keep
 
 

@@ -65,6 +65,9 @@ class TextCorpus:
 
     def prepare(self, cfg: DataConfig, meta: Optional[dict] = None) -> TextBundle:
         """Tokenise, build (or reuse the checkpoint's) vocabulary, encode every split."""
+        if cfg.classes:
+            raise DataError(f"data.classes={cfg.classes}: a text corpus has no classes (the key keeps some "
+                            f"classes of a classification dataset)")
         tokens = {k: tokenize(t, self.level) for k, t in self.texts.items()}
         if meta is not None and "itos" in meta:
             vocab = Vocab.from_meta(meta)

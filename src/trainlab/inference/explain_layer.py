@@ -9,8 +9,8 @@ map (run once; modules called more than once, such as a shared activation, are l
 finish whose centre cell's receptive field spans at most ``RF_SHARE`` of the input's side. The field is
 measured, not looked up: the input pixels with a nonzero gradient of that cell, over four random inputs,
 so any architecture works without a table. The search is a bisection over the modules in the order they
-finish, as receptive fields grow along a network, then a look at the few modules before the boundary. A Vision Transformer is not read from a layer: its
-map is the attention rollout of ``explain_vit``.
+finish, as receptive fields grow along a network, then a look at the few modules before the boundary.
+A Vision Transformer is not read from a layer: its map is the attention rollout of ``explain_vit``.
 """
 
 from __future__ import annotations
