@@ -30,6 +30,7 @@ from .errors import CheckpointError, ConfigError
 from .models import build_model, count_parameters
 from .models.build import UntrustedClassPath
 from .tracking import RunDir, read_metrics
+from .api_lr_find import record_lr_find, resolve_lr_find, timed_range_test
 
 LOG = logging.getLogger("trainlab")
 
@@ -105,38 +106,6 @@ def _check_resume(cfg: Config, resume: Optional[Path], device) -> tuple[list, Op
     return [c for c in changes if c[0] not in ("train.resume", "run.dir")], ckpt
 
 
-def _resolve_lr_find(cfg: Config, parts, resume) -> Optional[dict]:
-    """optim.lr=find: the LR range test on the built parts (everything put back), its suggestion set as
-    optim.lr, so config.yaml records the LR trained with. None when optim.lr is a number."""
-    if cfg.optim.lr != "find":
-        return None
-    if resume is not None or distributed.active():
-        raise ConfigError("optim.lr=find runs the LR range test before a fresh single-process run; for a resume "
-                          "or under torchrun, run `trainlab lr-find RECIPE` and pass its optim.lr=VALUE")
-    from .engine.lr_find import lr_range_test
-
-    cfg.optim.lr = 1e-3  # a placeholder: the sweep sets the LR of every step
-    t0 = time.perf_counter()
-    result = lr_range_test(build_trainer(parts)).to_dict()
-    result["seconds"] = round(time.perf_counter() - t0, 2)
-    if result["suggestion"] is None:
-        raise ConfigError(f"optim.lr=find: the LR range test found no LR where the loss falls ({result['stopped']}); "
-                          f"set optim.lr to a number")
-    cfg.optim.lr = float(f"{result['suggestion']:.3g}")
-    LOG.info("optim.lr=find: the LR range test suggests %g (%s, %.1f s)%s", cfg.optim.lr, result["stopped"],
-             result["seconds"], f"; warning: {result['warning']}" if result["warning"] else "")
-    return result
-
-
-def _record_lr_find(run: RunDir, result: dict, cfg: Config) -> None:
-    from .analysis.lr_plot import lr_find_figure
-
-    run.note(f"optim.lr=find -> {cfg.optim.lr:g} (LR range test: lr_find.png, lr_find.json)")
-    run.write_json("lr_find.json", result)
-    atomic.write_bytes(run.path / "lr_find.png", lr_find_figure(result, f"LR range test: {cfg.model.name}, "
-                                                                        f"{cfg.optim.name}; optim.lr={cfg.optim.lr:g}"))
-
-
 def _trim_metrics(run: RunDir, step: int) -> None:
     """Drop records a crashed run wrote after the checkpoint it resumes from."""
     path = run.path / "metrics.jsonl"
@@ -171,7 +140,7 @@ def _train(cfg: Config, device, model, datasets, class_names, callbacks, argv) -
     init_s = 0.0  # data-dependent initialisation: part of training, so counted in fit_s
     if resume is None and not cfg.model.weights and hasattr(parts.model, "init_from_data"):
         init_s = _init_from_data(parts.model, parts.loaders["train"], cfg.train.seed, device)
-    found = _resolve_lr_find(cfg, parts, resume)  # optim.lr=find: the range test's suggestion becomes optim.lr
+    found = resolve_lr_find(cfg, parts, resume)  # optim.lr=find: the range test's suggestion becomes optim.lr
     if not distributed.is_main():  # rank 0 alone writes the run directory
         trainer = build_trainer(parts, None, callbacks)
         if resume is not None:
@@ -188,7 +157,7 @@ def _train(cfg: Config, device, model, datasets, class_names, callbacks, argv) -
             _trim_metrics(run, 0)
         run.write_start(cfg, device, argv)
         if found is not None:
-            _record_lr_find(run, found, cfg)
+            record_lr_find(run, found, cfg)
         run.write_json("task.json", {"name": cfg.task.name, **parts.task.describe()})
         if parts.split_indices:
             run.write_json("splits.json", parts.split_indices)
@@ -221,7 +190,6 @@ def lr_find(recipe=None, *overrides: str, start_lr: float = 1e-7, end_lr: float 
     """The LR range test of a recipe through the real Trainer step (nothing is trained for good: weights,
     optimizer and RNG are put back); the curve's PNG goes to ``out`` (default lr_find.png, numbered)."""
     from .analysis.lr_plot import lr_find_figure
-    from .engine.lr_find import lr_range_test
     from .outputs import choose_output
 
     out = choose_output(out, "lr_find.png", force)
@@ -233,9 +201,7 @@ def lr_find(recipe=None, *overrides: str, start_lr: float = 1e-7, end_lr: float 
     parts = build_parts(cfg, device)
     if not cfg.model.weights and hasattr(parts.model, "init_from_data"):
         _init_from_data(parts.model, parts.loaders["train"], cfg.train.seed, device)
-    t0 = time.perf_counter()
-    result = lr_range_test(build_trainer(parts), start_lr, end_lr, steps).to_dict()
-    result["seconds"] = round(time.perf_counter() - t0, 2)
+    result = timed_range_test(parts, start_lr, end_lr, steps)
     name = cfg.run.name or (Path(recipe).stem if isinstance(recipe, (str, Path)) else "recipe")
     atomic.write_bytes(out, lr_find_figure(result, f"LR range test: {name}, {cfg.model.name}, {cfg.optim.name}"))
     result["plot"] = str(out)
