@@ -239,3 +239,47 @@ def test_keep_freed_memory_is_applied_by_training(tmp_path, monkeypatch):
     assert applied == [1]
     runtime.setup_runtime(trainlab.config.load(tiny_recipe(tmp_path / "b", train={"keep_freed_memory": False})))
     assert applied == [1]
+
+
+def test_reflect_crop_equals_f_pad_reflect_on_uint8_and_float():
+    from trainlab.data.loaders import random_crop
+
+    x = torch.randint(0, 256, (64, 3, 9, 7), dtype=torch.uint8)
+    for dtype in (torch.uint8, torch.float32):
+        out = random_crop(x.to(dtype), 2, torch.Generator().manual_seed(5), mode="reflect")
+        gen = torch.Generator().manual_seed(5)  # the same offsets, drawn in the same order
+        dy, dx = torch.randint(0, 5, (64,), generator=gen), torch.randint(0, 5, (64,), generator=gen)
+        padded = F.pad(x.float(), (2, 2, 2, 2), mode="reflect")
+        want = torch.stack([padded[i, :, dy[i]:dy[i] + 9, dx[i]:dx[i] + 7] for i in range(64)])
+        assert out.dtype == dtype and torch.equal(out.float(), want)
+    zeros = random_crop(x, 2, torch.Generator().manual_seed(5))  # the default stays zero padding
+    assert (zeros == 0).any() and not torch.equal(zeros, out.to(torch.uint8))
+    with pytest.raises(ValueError, match="crop_padding=9"):
+        random_crop(x, 9, None, mode="reflect")
+
+
+def test_crop_mode_reaches_the_batch_transform():
+    from trainlab import config
+
+    cfg = config.load({}, ["data.crop_padding=2", "data.crop_mode=reflect"])
+    assert BatchTransform.from_config(cfg.data, [0.5], [0.5]).crop_mode == "reflect"
+    with pytest.raises(ConfigError, match="crop_mode"):
+        config.load({}, ["data.crop_mode=mirror"])
+
+
+def test_convnet_stem_stride_and_pool_first_never_make_full_resolution_activations():
+    from trainlab.models.convnet import ConvNet
+
+    torch.manual_seed(0)
+    net = ConvNet(channels=[8, 16, 32], hidden=[], kernel_size=5, stem_stride=2, pool_first=True)
+    kinds = [type(m).__name__ for m in net.features]
+    assert kinds[:7] == ["Conv2d", "BatchNorm2d", "ReLU", "Conv2d", "MaxPool2d", "BatchNorm2d", "ReLU"]
+    assert net.features[0].stride == (2, 2) and kinds.count("MaxPool2d") == 2  # the stride replaced a pool
+    sizes = []
+    net.features[1].register_forward_hook(lambda m, i, o: sizes.append(o.shape[-1]))
+    net.features[5].register_forward_hook(lambda m, i, o: sizes.append(o.shape[-1]))
+    assert net(torch.randn(2, 1, 28, 28)).shape == (2, 10) and sizes == [14, 7]  # BN at 14 and 7 px, not 28
+    mixed = ConvNet(channels=[16, 32], hidden=[], stem_kernel=5, stem_stride=2)
+    assert mixed.features[0].kernel_size == (5, 5) and mixed.features[3].kernel_size == (3, 3)
+    with pytest.raises(ValueError, match="stem_stride=0"):
+        ConvNet(stem_stride=0)

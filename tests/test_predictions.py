@@ -113,6 +113,13 @@ def test_explain_cli_top_losses_files_and_the_report_gallery(run, tmp_path, caps
     assert "not empty" in capsys.readouterr().err
     assert main(["explain", str(run.best_checkpoint)]) == 2
     assert "exactly one of" in capsys.readouterr().err
+    # data.* overrides choose the split's data (data.root=PATH when it moved), anywhere on the line
+    assert main(["explain", str(run.best_checkpoint), "--split", "test", "data.max_samples=4",
+                 "--out", str(tmp_path / "o4")]) == 0
+    assert len(json.loads((tmp_path / "o4" / "index.json").read_text())["items"]) == 4
+    assert main(["explain", str(run.best_checkpoint), str(folder / "a.png"), "data.max_samples=4",
+                 "--out", str(tmp_path / "o5")]) == 2
+    assert "data.max_samples=4: data.* overrides choose the data of --split" in capsys.readouterr().err
 
 
 def test_a_comparison_folds_the_error_analysis_without_galleries(run, tmp_path):

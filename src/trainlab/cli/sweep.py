@@ -134,7 +134,7 @@ def add_speedrun(sub):
                     help="train the reference for trainlab's mean time (default), until it reaches the goal, "
                          "or not at all")
     sr.add_argument("--baseline-seconds", type=float, default=None,
-                    help="time budget of the baseline (same-time) or its cap (to-target; default 4x the target's)")
+                    help="time budget of the baseline (same-time) or its cap (to-target; default 4x the target's budget, at least 30 minutes)")
     sr.add_argument("--out", default=None, help="output folder (default runs/speedrun/TARGET-STAMP)")
     return sr
 

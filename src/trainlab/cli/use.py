@@ -6,8 +6,8 @@ import sys
 
 from ..errors import ConfigError
 from ..outputs import choose_output
-from ._common import (add_checkpoint_options, add_force, add_overrides, add_trust, nonneg_float, positive_int,
-                      probability)
+from ._common import (add_checkpoint_options, add_force, add_overrides, add_trust, is_override, nonneg_float,
+                      positive_int, probability)
 
 
 def add_predict(sub):
@@ -108,7 +108,8 @@ def add_explain(sub):
     e = sub.add_parser("explain", help="class activation maps (LayerCAM) and saliency of an image or clip "
                                        "classifier, surprisal and attention of a language model: PNGs + HTML")
     e.add_argument("checkpoint")
-    e.add_argument("files", nargs="*", help="image or video files, or folders of them")
+    e.add_argument("files", nargs="*", help="image or video files, or folders of them; data.* overrides "
+                                             "(data.root=PATH when the run's data has moved) go anywhere on the line")
     e.add_argument("--top-losses", type=positive_int, metavar="N",
                    help="the N test samples with the highest loss (the run's predictions.csv); written into "
                         "the run's explain/ folder, which its report shows")
@@ -117,6 +118,7 @@ def add_explain(sub):
     e.add_argument("--prompt", help="a language model: surprisal per token and (transformer_lm) the attention "
                                     "of every layer and head over this text")
     e.add_argument("--out", help="output folder (default: explain/, or RUN/explain for --top-losses)")
+    e.set_defaults(overrides=[])  # data.* overrides: collected from FILES and after the options
     add_checkpoint_options(e)
     return e
 
@@ -124,8 +126,11 @@ def add_explain(sub):
 def cmd_explain(args) -> int:
     from ..inference.explain_run import explain_checkpoint
 
-    page = explain_checkpoint(args.checkpoint, args.files, args.top_losses, args.split, args.limit, args.out,
-                              args.force, args.device, args.trust_class_path, args.prompt)
+    # key=value tokens before the first option land in FILES, those after it in overrides (main())
+    files = [f for f in args.files if not is_override(f)]
+    overrides = [*(f for f in args.files if is_override(f)), *args.overrides]
+    page = explain_checkpoint(args.checkpoint, files, args.top_losses, args.split, args.limit, args.out,
+                              args.force, args.device, args.trust_class_path, args.prompt, overrides)
     print(f"maps written to {page.parent} (open {page})")
     return 0
 

@@ -25,7 +25,9 @@ class DataConfig(_Section):
     max_samples: Optional[int] = _f(None, "keep only the first N samples of each split (quick tries)")
     classes: Optional[list] = _f(None, "classification: keep only these classes, by name, relabelled in this "
                                        "order (e.g. [cat, dog] of CIFAR-10); null: all")
-    crop_padding: int = _f(0, "batched random crop after zero padding by this many pixels (train only)")
+    crop_padding: int = _f(0, "batched random crop after padding by this many pixels (train only)")
+    crop_mode: Literal["zeros", "reflect"] = _f("zeros", "crop_padding's border: zeros, or the image mirrored "
+                                                "at its edge (airbench)")
     hflip: bool = _f(False, "batched random horizontal flip (train only)")
     hflip_mode: Literal["random", "alternate"] = _f("random", "hflip: a fresh coin per image and epoch, or one coin "
                                                     "per image for the run, inverted every other epoch (airbench)")

@@ -43,7 +43,7 @@ class ClipTransform(BatchTransform):
         return cls(mean, std, frames, crop_padding=data_cfg.crop_padding, hflip=data_cfg.hflip,
                    random_resized=data_cfg.random_resized_crop, rrc_scale=data_cfg.rrc_scale,
                    hflip_mode=data_cfg.hflip_mode, pixel=PixelAugment.from_config(data_cfg, group=len(mean)),
-                   erasing=data_cfg.random_erasing)
+                   erasing=data_cfg.random_erasing, crop_mode=data_cfg.crop_mode)
 
     def __call__(self, x: torch.Tensor, train: bool, gen: Optional[torch.Generator],
                  flips: Optional[torch.Tensor] = None) -> torch.Tensor:

@@ -30,14 +30,14 @@ class BatchTransform:
 
     def __init__(self, mean, std, crop_padding: int = 0, hflip: bool = False,
                  random_resized: bool = False, rrc_scale=(0.35, 1.0), channels_last: bool = False,
-                 hflip_mode: str = "random", pixel=None, erasing: float = 0.0):
+                 hflip_mode: str = "random", pixel=None, erasing: float = 0.0, crop_mode: str = "zeros"):
         """``pixel``: a data.augment.PixelAugment (colour jitter, RandAugment ...) on 0..255 floats;
         ``erasing``: data.random_erasing's probability, applied after normalisation."""
         self.pixel, self.erasing = pixel, erasing
         self.pixel_group = len(mean) if pixel is None else pixel.group  # channels per frame (clips fold time in)
         self.mean = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
         self.std = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
-        self.crop_padding = crop_padding
+        self.crop_padding, self.crop_mode = crop_padding, crop_mode
         self.hflip = hflip
         self.hflip_mode = hflip_mode  # 'alternate': the loader passes each batch's flips
         self.random_resized = random_resized
@@ -52,13 +52,13 @@ class BatchTransform:
         return cls(mean, std, data_cfg.crop_padding, data_cfg.hflip, data_cfg.random_resized_crop,
                    data_cfg.rrc_scale, channels_last, data_cfg.hflip_mode,
                    pixel=PixelAugment.from_config(data_cfg, group=len(mean)),
-                   erasing=data_cfg.random_erasing)
+                   erasing=data_cfg.random_erasing, crop_mode=data_cfg.crop_mode)
 
     def __call__(self, x: torch.Tensor, train: bool, gen: Optional[torch.Generator],
                  flips: Optional[torch.Tensor] = None) -> torch.Tensor:
         """``flips``: which images to mirror (bool [B]); default a fresh coin per image from ``gen``."""
         if train and self.crop_padding:
-            x = random_crop(x, self.crop_padding, gen)
+            x = random_crop(x, self.crop_padding, gen, self.crop_mode)
         x = x.float()
         if train and self.random_resized:
             x = random_resized_crop(x, self.rrc_scale, gen)
@@ -96,17 +96,29 @@ def random_resized_crop(x: torch.Tensor, scale, gen: Optional[torch.Generator],
     return roi_align(x, boxes.to(x.dtype), output_size=(h, w), spatial_scale=1.0, sampling_ratio=2, aligned=True)
 
 
-def random_crop(x: torch.Tensor, pad: int, gen: Optional[torch.Generator]) -> torch.Tensor:
-    """Per-sample random crop of size HxW from the zero-padded batch, by gathering indices."""
+def random_crop(x: torch.Tensor, pad: int, gen: Optional[torch.Generator], mode: str = "zeros") -> torch.Tensor:
+    """Per-sample random HxW crop of the batch padded by ``pad`` pixels (``mode`` 'zeros', or
+    'reflect': mirrored at the border without repeating the edge, as airbench pads), by gathering
+    indices: one gather for the whole batch, on any dtype (uint8 included)."""
     b, _, h, w = x.shape
-    xp = F.pad(x, (pad, pad, pad, pad))
     dy = torch.randint(0, 2 * pad + 1, (b,), generator=gen, device=x.device)
     dx = torch.randint(0, 2 * pad + 1, (b,), generator=gen, device=x.device)
     rows = (dy.view(b, 1) + torch.arange(h, device=x.device)).view(b, 1, h, 1)
     cols = (dx.view(b, 1) + torch.arange(w, device=x.device)).view(b, 1, 1, w)
     bi = torch.arange(b, device=x.device).view(b, 1, 1, 1)
     ci = torch.arange(x.shape[1], device=x.device).view(1, -1, 1, 1)
-    return xp[bi, ci, rows, cols]
+    if mode == "reflect":
+        if pad >= min(h, w):
+            raise ValueError(f"data.crop_padding={pad} with reflect padding needs images larger than {pad} px")
+        rows, cols = _reflect(rows - pad, h), _reflect(cols - pad, w)
+        return x[bi, ci, rows, cols]
+    return F.pad(x, (pad, pad, pad, pad))[bi, ci, rows, cols]
+
+
+def _reflect(i: torch.Tensor, n: int) -> torch.Tensor:
+    """Indices -pad..n-1+pad mirrored into 0..n-1 (-1 -> 1, n -> n-2), as F.pad's 'reflect'."""
+    i = i.abs()
+    return torch.where(i > n - 1, 2 * (n - 1) - i, i)
 
 
 class _Batches:

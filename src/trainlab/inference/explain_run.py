@@ -70,9 +70,9 @@ def _from_files(model, files: list[str]):
 
 def explain_checkpoint(checkpoint, files=(), top_losses: int | None = None, split: str | None = None,
                        limit: int = 16, out=None, force: bool = False, device: str = "cpu",
-                       trust_class_path: bool = False, prompt: str | None = None) -> Path:
+                       trust_class_path: bool = False, prompt: str | None = None, overrides=()) -> Path:
     """Class activation maps (LayerCAM) and saliency (a language model: surprisal and attention over ``prompt``) -> ``out``
-    (a folder); returns its index.html."""
+    (a folder); returns its index.html. ``overrides``: data.* settings for --split / --top-losses."""
     from .. import api
     from ..build import build_task
     from .explain import explain
@@ -82,6 +82,9 @@ def explain_checkpoint(checkpoint, files=(), top_losses: int | None = None, spli
     if chosen != 1:
         raise ConfigError("explain needs exactly one of: FILES, --top-losses N, --split SPLIT (classifiers), "
                           "--prompt TEXT (language models)")
+    if overrides and (files or prompt is not None):
+        raise ConfigError(f"{', '.join(overrides)}: data.* overrides choose the data of --split or --top-losses; "
+                          f"FILES and --prompt do not read the run's data")
     ckpt = Path(checkpoint)
     run_dir = ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt.parent
     default = run_dir / "explain" if top_losses is not None else Path("explain")
@@ -102,7 +105,8 @@ def explain_checkpoint(checkpoint, files=(), top_losses: int | None = None, spli
     if files:
         ids, raw, x, targets = _from_files(model, list(files))
     else:
-        loader = split_loader(model, "test" if top_losses is not None else split, next(model.parameters()).device)
+        loader = split_loader(model, "test" if top_losses is not None else split, next(model.parameters()).device,
+                              overrides)
         index = (_top_loss_index(run_dir, top_losses) if top_losses is not None
                  else list(range(min(limit, len(loader.data)))))
         raw, x, targets = split_inputs(loader, index)

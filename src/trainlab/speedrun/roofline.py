@@ -67,7 +67,7 @@ def run_roofline(run, threads: int) -> Optional[dict]:
     rates = [r[k] for r in run.metrics if r["split"] == "train" for k in r if k.endswith("_per_s")]
     if not shape or not rates:
         return None
-    macs = analyse(load(ckpt), shape).macs
+    macs = analyse(load(ckpt), shape, meta.get("input_dtype", "float")).macs  # an LM's input: token ids
     if any(k == "tokens_per_s" for r in run.metrics for k in r):  # an LM: mult-adds per token
         macs = macs / max(1, int(torch.tensor(shape).prod()))
     tc = run.config.train

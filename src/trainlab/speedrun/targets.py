@@ -31,10 +31,10 @@ class Target:
 
 
 TARGETS = {
-    "mnist": Target("speed-mnist.yaml", "acc1", 0.99, 15, "mnist"),
-    "mnist-99.5": Target("speed-mnist-99.5.yaml", "acc1", 0.995, 180, "mnist"),
+    "mnist": Target("speed-mnist.yaml", "acc1", 0.99, 10, "mnist"),
+    "mnist-99.5": Target("speed-mnist-99.5.yaml", "acc1", 0.995, 90, "mnist"),
     "cifar10": Target("speed-cifar10.yaml", "acc1", 0.90, 900, "cifar10"),
-    "ptb": Target("speed-ptb.yaml", "ppl", 120.0, 900, "ptb", mode="min"),
+    "ptb": Target("speed-ptb.yaml", "ppl", 100.0, 900, "ptb", mode="min"),
 }
 
 
