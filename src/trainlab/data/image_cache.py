@@ -76,8 +76,8 @@ def decode_image(path: Path, s: DecodeSettings) -> np.ndarray:
 
 def _draft_size(raw: tuple[int, int], s: DecodeSettings, orientation: int) -> tuple[int, int]:
     """The smallest (w, h) of the stored JPEG that still resizes to ``s.size`` without upsampling:
-    Pillow's ``draft`` then decodes at 1/2, 1/4 or 1/8 scale in the DCT (a proper low-pass, and
-    4-10x less work for a photo decoded to 64 px) when that stays at least this large. EXIF
+    Pillow's ``draft`` then decodes at 1/2, 1/4 or 1/8 scale in the DCT (a low-pass; 2.1x faster
+    for a 500x375 photo decoded to 64 px, benchmarks/decode_speed.py) when that stays this large. EXIF
     orientations 5-8 store the image transposed: the target is transposed to match."""
     th, tw = s.size
     w, h = raw[::-1] if orientation in (5, 6, 7, 8) else raw  # as a viewer shows it
