@@ -164,3 +164,27 @@ def test_pretrained_with_the_hub_unreachable_fails_at_once(tmp_path, monkeypatch
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "empty_cache"))
     with pytest.raises(ConfigError, match=r"127\.0\.0\.1 cannot be reached.*model\.pretrained=false model\.weights=PATH"):
         build_model(ModelConfig(name="timm:resnet10t", pretrained=True), 2, (3, 32, 32))
+
+
+@needs_shared(CATSDOGS)
+def test_a_timm_model_exports_to_onnx_and_serves_the_checkpoints_predictions(catsdogs, tmp_path):
+    """timm:NAME through the last mile: ONNX export (its parity checked on the run's own data) and
+    `trainlab serve` of the export answer a real photo as the checkpoint's server does."""
+    pytest.importorskip("onnxruntime")
+    from fastapi.testclient import TestClient
+
+    from trainlab.inference.export import export
+    from trainlab.inference.serve import create_app
+
+    run = trainlab.train(_recipe(catsdogs, tmp_path / "run", {"name": "timm:resnet10t"}, 32))
+    res = export(trainlab.load(run.best_checkpoint), "onnx", tmp_path / "model.onnx", checkpoint=run.best_checkpoint)
+    assert res.parity["inputs"] == "data" and res.parity["max_abs_diff"] <= 1e-3 and res.parity["top1_agreement"] == 1
+    photo = sorted((CATSDOGS / "test_set" / "dogs").glob("*.jpg"))[0].read_bytes()
+    answers = []
+    for model in (run.best_checkpoint, tmp_path / "model.onnx"):
+        with TestClient(create_app(model)) as c:
+            r = c.post("/predict", content=photo, headers={"content-type": "image/jpeg"})
+            assert r.status_code == 200, r.text
+            answers.append(r.json()["top"])
+    assert [t["class"] for t in answers[0]] == [t["class"] for t in answers[1]]
+    assert all(abs(a["probability"] - b["probability"]) < 1e-4 for a, b in zip(*answers))
