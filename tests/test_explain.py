@@ -69,29 +69,31 @@ def test_the_layer_is_the_deepest_whose_cells_see_at_most_half_the_input():
     assert (name, share) == ("blocks.2", 15 / 32)  # the first stage's output, not a shortcut of the second
 
 
-def quadrant_images(n: int, shape, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+def quadrant_images(n: int, shape, seed: int = 0, classes: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
     """Noise with a bright 6x6 shape in each quadrant: in the top-left one a filled square (class 0) or a
-    ring (class 1), in the other three a cross (the same for both classes: a bright distractor)."""
+    ring (class 1), in the other three a cross (the same for both classes: a bright distractor).
+    ``classes=3`` adds class 2, a cross in the top-left too: nothing there tells it from the rest, so
+    it is the class of absent evidence, and the square and the ring each need a detector of their own."""
     g = torch.Generator().manual_seed(seed)
     c, h, w = shape[-3:]
     x = torch.randn(n, c, h, w, generator=g) * 0.3
-    y = torch.randint(0, 2, (n,), generator=g)
+    y = torch.randint(0, classes, (n,), generator=g)
     ring, cross = torch.ones(6, 6), torch.zeros(6, 6)
     ring[1:5, 1:5] = 0
     cross[2:4, :] = cross[:, 2:4] = 1
-    shapes = [torch.ones(6, 6), ring]
+    shapes = [2.0 * torch.ones(6, 6), 2.0 * ring, DISTRACT * cross]
     pos = torch.randint(2, h // 2 - 8, (n, 4, 2), generator=g)
     for i in range(n):
         for q in range(4):
             r0, c0 = (q // 2) * h // 2 + int(pos[i, q, 0]), (q % 2) * w // 2 + int(pos[i, q, 1])
-            x[i, :, r0:r0 + 6, c0:c0 + 6] += (2.0 * shapes[int(y[i])]) if q == 0 else DISTRACT * cross
+            x[i, :, r0:r0 + 6, c0:c0 + 6] += shapes[int(y[i])] if q == 0 else DISTRACT * cross
     if len(shape) == 4:  # clips: the same image in every frame
         x = x.unsqueeze(1).expand(-1, shape[0], -1, -1, -1).contiguous()
     return x, y
 
 
-def _train(m, shape, steps: int, lr: float = 1e-3):
-    x, y = quadrant_images(512, shape)
+def _train(m, shape, steps: int, lr: float = 1e-3, classes: int = 2):
+    x, y = quadrant_images(512 * classes // 2, shape, classes=classes)
     opt = torch.optim.Adam(m.parameters(), lr=lr)
     g = torch.Generator().manual_seed(2)
     m.train()
@@ -102,19 +104,20 @@ def _train(m, shape, steps: int, lr: float = 1e-3):
         loss.backward()
         opt.step()
     m.eval()
-    xt, yt = quadrant_images(64, shape, seed=9)
+    xt, yt = quadrant_images(32 * classes, shape, seed=9, classes=classes)
     with torch.no_grad():
         acc = (m(xt).argmax(1) == yt).float().mean().item()
-    return xt, acc
+    return xt, yt, acc
 
 
-def _check_quadrant(name: str):
-    m, shape = _model(name)
-    xt, acc = _train(m, shape, *TRAINING.get(name, (150, 1e-3)))
+def _check_quadrant(name: str, classes: int = 2, steps=None):
+    m, shape = _model(name, classes)
+    train_steps, lr = TRAINING.get(name, (150, 1e-3))
+    xt, yt, acc = _train(m, shape, steps or train_steps, lr, classes)
     assert acc >= 0.9, f"{name} did not learn the synthetic task (test accuracy {acc:.2f})"
     maps = explain(m, xt)
     cam = maps.gradcam if maps.gradcam.dim() == 3 else maps.gradcam.mean(1)
-    shares = torch.stack([quadrant_mass(cam, q) for q in range(4)], 1)  # [N, 4]
+    shares = torch.stack([quadrant_mass(cam, q) for q in range(4)], 1)[yt < 2]  # [N, 4]: square and ring
     assert float(shares[:, 0].median()) > 0.5, f"{name}: median class-map share in the deciding quadrant " \
                                                f"{shares[:, 0].median():.2f}"
     assert float((shares.argmax(1) == 0).float().mean()) >= 0.9  # and it is the map's heaviest quadrant
@@ -150,6 +153,17 @@ WEAK = {"vgg11": "0.85 / 0.53 (ring class 0.14 / 0.00)", "vit_small": "0.44 / 0.
     for n in FAMILIES if n not in FAST_QUADRANT])
 def test_gradcam_mass_lies_in_the_deciding_quadrant_for_large_and_clip_models(name):
     _check_quadrant(name)
+
+
+# With a third class of absent evidence (a cross in the top-left, like the distractors), one detector can no
+# longer serve two classes, and the maps of the square and ring images are measured (the third class has
+# nothing to point at). Measured on CPU (median share / share heaviest, square and ring images): vgg11 200
+# steps 0.83 / 0.92 (ring 0.42 / 0.81, against 0.14 / 0.00 with two classes); vit_small 400 steps 0.54 / 0.89.
+@pytest.mark.slow
+@pytest.mark.parametrize("name, steps", [("vgg11", 200), pytest.param("vit_small", 400, marks=pytest.mark.xfail(
+    reason="measured 0.54 / 0.89 of the square and ring maps in the deciding quadrant", strict=False))])
+def test_with_a_class_of_absent_evidence_each_shape_gets_its_detector_and_the_map_finds_it(name, steps):
+    _check_quadrant(name, classes=3, steps=steps)
 
 
 def test_the_vit_attention_written_out_is_the_modules_own():
