@@ -27,6 +27,10 @@ from .explain_layer import choose_layer, vit_of
 from .explain_vit import vit_rollout
 
 
+LAYERCAM = "LayerCAM (Grad-CAM family)"
+ROLLOUT = "gradient-weighted attention rollout (Chefer et al. 2021)"
+
+
 @dataclass
 class Maps:
     """Per sample: predicted class and probability, the explained class, and the maps at input size
@@ -38,7 +42,7 @@ class Maps:
     gradcam: torch.Tensor
     saliency: torch.Tensor
     layer: str
-    method: str = "LayerCAM (Grad-CAM family)"
+    method: str = LAYERCAM
 
 
 def _scale(maps: torch.Tensor) -> torch.Tensor:
@@ -107,7 +111,7 @@ def explain(model: nn.Module, x: torch.Tensor, forward=None, target: torch.Tenso
     grid = "x".join(str(v) for v in cam.shape[2:])
     where = (f"{name} ({grid} cells, each seeing {share:.0%} of the input's side)" if vit is None else
              f"the attention of {len(vit.encoder.layers)} encoder blocks ({grid} patches)")
-    method = "LayerCAM (Grad-CAM family)" if vit is None else "gradient-weighted attention rollout (Chefer et al. 2021)"
+    method = LAYERCAM if vit is None else ROLLOUT
     return Maps(**{k: torch.cat(v) for k, v in out.items()}, layer=where, method=method)
 
 

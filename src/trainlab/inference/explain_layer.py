@@ -35,13 +35,13 @@ def vit_of(model: nn.Module):
     return next((m for m in model.modules() if isinstance(m, VisionTransformer)), None)
 
 
-def spatial_modules(model: nn.Module, forward, x: torch.Tensor, extra=()) -> list[tuple[str, nn.Module, int]]:
-    """(name, module, cells of its output) of the modules (and ``extra`` ones) whose output is a feature map
+def spatial_modules(model: nn.Module, forward, x: torch.Tensor) -> list[tuple[str, nn.Module, int]]:
+    """(name, module, cells of its output) of the modules whose output is a feature map
     with more than one cell, in the order they finish; each called once."""
     done: list[tuple[str, nn.Module, int]] = []
     calls: dict[int, int] = {}
     hooks = []
-    for name, m in [*model.named_modules(), *extra]:
+    for name, m in model.named_modules():
         if name and not isinstance(m, _SKIP):
             def hook(mod, inp, out, name=name):
                 calls[id(mod)] = calls.get(id(mod), 0) + 1
@@ -83,10 +83,10 @@ def receptive_share(forward, module: nn.Module, x: torch.Tensor) -> float:
     return share
 
 
-def choose_layer(model: nn.Module, forward, x: torch.Tensor, extra=()) -> tuple[str, nn.Module, float]:
+def choose_layer(model: nn.Module, forward, x: torch.Tensor) -> tuple[str, nn.Module, float]:
     """(name, module, receptive share) of the deepest spatial module whose cells see at most RF_SHARE of
     the input (the first spatial module if none does)."""
-    found = spatial_modules(model, forward, x, extra)
+    found = spatial_modules(model, forward, x)
     if not found:
         raise ConfigError(f"{type(model).__name__} has no spatial feature map (no conv layer before its head): "
                           f"class activation maps need one; saliency works for any model")

@@ -71,4 +71,3 @@ def vit_rollout(vit, forward, x: torch.Tensor, target: torch.Tensor | None):
     side = int(math.isqrt(n - 1))
     cam = rel[:, 0, 1:].reshape(-1, 1, side, side)
     return logits.detach(), tb, cam.detach().float()
-
