@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from trainlab.config import ModelConfig
-from trainlab.inference.explain import explain, quadrant_mass
+from trainlab.inference.explain import IG, LAYERCAM, ROLLOUT, explain, quadrant_mass
 from trainlab.models import build_model
 
 FAMILIES = {  # name: (init_args, one input's shape)
@@ -22,15 +22,15 @@ FAMILIES = {  # name: (init_args, one input's shape)
     "r3d_18": ({}, (3, 3, 32, 32)),
 }
 DISTRACT = 1.0
-FAST_QUADRANT = ["convnet", "lenet5"]  # the others train slowly on CPU: marked slow
+FAST_QUADRANT = ["convnet", "lenet5"]  # and vit_small below; the others train slowly on CPU: marked slow
 # (steps, Adam lr); the others (150, 1e-3). VGG-11 (no batch norm) does not learn at 1e-3 in 150 steps
 # (test accuracy 0.53 measured): it gets 1e-4.
 TRAINING = {"lenet5": (100, 2e-3), "vgg11": (150, 1e-4)}
 
 
-def _model(name: str, classes: int = 2):
+def _model(name: str, classes: int = 2, seed: int = 0):
     args, shape = FAMILIES[name]
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     m = build_model(ModelConfig(name=name, init_args=args),
                     inferred={"num_classes": classes, "in_channels": shape[-3], "input_size": list(shape[-2:])})
     for n, p in m.named_parameters():
@@ -39,17 +39,34 @@ def _model(name: str, classes: int = 2):
     return m, shape
 
 
-@pytest.mark.parametrize("name", list(FAMILIES))
-def test_maps_have_the_input_shape_are_finite_and_not_constant(name):
+@pytest.mark.parametrize("name, method", [(n, m) for n in FAMILIES for m in ("auto", "ig")]
+                         + [("vit_small", "rollout")])
+def test_maps_have_the_input_shape_are_finite_and_not_constant(name, method):
     m, shape = _model(name, classes=5)
     x = torch.randn(2, *shape, generator=torch.Generator().manual_seed(1))
-    maps = explain(m, x)
+    maps = explain(m, x, method=method)
     want = (2, *shape[:1], *shape[-2:]) if len(shape) == 4 else (2, *shape[-2:])
     for which in (maps.gradcam, maps.saliency):
         assert tuple(which.shape) == want
         assert torch.isfinite(which).all() and which.min() >= 0 and which.max() <= 1
         assert all(float(which[i].std()) > 1e-4 for i in range(2))
     assert maps.pred.tolist() == m(x).argmax(1).tolist()
+    want_method = {"ig": IG, "rollout": ROLLOUT}.get(method, IG if name == "vit_small" else LAYERCAM)
+    assert maps.method == want_method
+
+
+def test_the_methods_the_cli_offers_are_the_ones_explain_takes_and_a_wrong_one_is_refused():
+    from trainlab.cli.use import EXPLAIN_METHODS
+    from trainlab.errors import ConfigError
+    from trainlab.inference.explain import METHODS
+
+    assert EXPLAIN_METHODS == list(METHODS)
+    m, shape = _model("convnet")
+    x = torch.zeros(1, *shape)
+    with pytest.raises(ConfigError, match="'rollout'.*Vision Transformer"):
+        explain(m, x, method="rollout")
+    with pytest.raises(ConfigError, match="'gradcam'.*auto, layercam, ig, rollout"):
+        explain(m, x, method="gradcam")
 
 
 def test_the_layer_is_the_deepest_whose_cells_see_at_most_half_the_input():
@@ -110,8 +127,8 @@ def _train(m, shape, steps: int, lr: float = 1e-3, classes: int = 2):
     return xt, yt, acc
 
 
-def _check_quadrant(name: str, classes: int = 2, steps=None):
-    m, shape = _model(name, classes)
+def _check_quadrant(name: str, classes: int = 2, steps=None, seed: int = 0):
+    m, shape = _model(name, classes, seed)
     train_steps, lr = TRAINING.get(name, (150, 1e-3))
     xt, yt, acc = _train(m, shape, steps or train_steps, lr, classes)
     assert acc >= 0.9, f"{name} did not learn the synthetic task (test accuracy {acc:.2f})"
@@ -132,25 +149,20 @@ def test_gradcam_mass_lies_in_the_quadrant_that_decides_the_class(name):
 # Grad-CAM at the last spatial layer before (the method until then) -> LayerCAM at the layer chosen by
 # receptive field now: convnet 0.52/1.00 -> 0.68/1.00, lenet5 0.59/0.95 -> 0.53/0.98, speednet 0.67/1.00 ->
 # 0.99/1.00, cifar_resnet 0.37/1.00 -> 0.79/0.91, resnet18 at 64 px 0.07/0.00 -> 0.75/1.00, cnn_lstm
-# 0.24/0.47 -> 0.87/0.97, r3d_18 0.06/0.02 -> 0.87/1.00; still short: vgg11 0.08/0.23 -> 0.85/0.53 and
-# vit_small 0.21/0.30 -> 0.38/0.56. The shortfall is one class: the square and the ring differ only in the
-# filled centre, and these networks decide one class by what is missing there, which a map built from
-# activations (any CAM) cannot point at: for vgg11 every layer and weighting measured gives the ring images
-# 0.06-0.30 of the mass in the deciding quadrant, the square images 0.94. The ViT's attention gives every
-# token after the first block a view of the whole image; its map was first read from the patch embeddings
-# (0.38/0.56) and is now the gradient-weighted attention rollout (Chefer et al. 2021): 0.44/0.70, the ring
-# class 0.17/0.29 -> 0.39/0.58, the square class 0.55/0.82 -> 0.54/0.82. The same runs on a second task
-# whose two classes are both a present shape (a plus or an X in the top-left, filled squares elsewhere)
-# fail the same way for vgg11 (plus 0.88/1.00, X 0.07/0.00): with two classes a network can learn one
-# detector and call the other class its absence, and a map of evidence has nothing to show for that
-# class. Both stay expected failures.
-WEAK = {"vgg11": "0.85 / 0.53 (ring class 0.14 / 0.00)", "vit_small": "0.44 / 0.70 (ring class 0.39 / 0.58)"}
+# 0.24/0.47 -> 0.87/0.97, r3d_18 0.06/0.02 -> 0.87/1.00; still short: vgg11 0.08/0.23 -> 0.85/0.53. The
+# shortfall is one class: the square and the ring differ only in the filled centre, and vgg11 decides one
+# class by what is missing there, which a map of evidence cannot point at: every layer and weighting
+# measured, Integrated Gradients too, gives the ring images 0.06-0.30 of the mass in the deciding quadrant,
+# the square images 0.94. The same runs on a second task whose two classes are both a present shape (a plus
+# or an X in the top-left, filled squares elsewhere) fail the same way (plus 0.88/1.00, X 0.07/0.00): with
+# two classes a network can learn one detector and call the other class its absence. An expected failure.
+WEAK = {"vgg11": "0.85 / 0.53 (ring class 0.14 / 0.00)"}
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.xfail(
     reason=f"class-map localisation measured weak for {n}: {WEAK[n]}", strict=False)) if n in WEAK else n
-    for n in FAMILIES if n not in FAST_QUADRANT])
+    for n in FAMILIES if n not in FAST_QUADRANT and n != "vit_small"])
 def test_gradcam_mass_lies_in_the_deciding_quadrant_for_large_and_clip_models(name):
     _check_quadrant(name)
 
@@ -158,12 +170,26 @@ def test_gradcam_mass_lies_in_the_deciding_quadrant_for_large_and_clip_models(na
 # With a third class of absent evidence (a cross in the top-left, like the distractors), one detector can no
 # longer serve two classes, and the maps of the square and ring images are measured (the third class has
 # nothing to point at). Measured on CPU (median share / share heaviest, square and ring images): vgg11 200
-# steps 0.83 / 0.92 (ring 0.42 / 0.81, against 0.14 / 0.00 with two classes); vit_small 400 steps 0.54 / 0.89.
+# steps 0.83 / 0.92 (ring 0.42 / 0.81, against 0.14 / 0.00 with two classes).
 @pytest.mark.slow
-@pytest.mark.parametrize("name, steps", [("vgg11", 200), pytest.param("vit_small", 400, marks=pytest.mark.xfail(
-    reason="measured 0.54 / 0.89 of the square and ring maps in the deciding quadrant", strict=False))])
-def test_with_a_class_of_absent_evidence_each_shape_gets_its_detector_and_the_map_finds_it(name, steps):
-    _check_quadrant(name, classes=3, steps=steps)
+def test_with_a_class_of_absent_evidence_each_shape_gets_its_detector_and_the_map_finds_it():
+    _check_quadrant("vgg11", classes=3, steps=200)
+
+
+# The ViT trains in seconds, so it is measured over three initialisations (400 steps per class beyond the
+# first). Its map is Integrated Gradients at the patch embedding (explain's "auto"): with three classes,
+# median share / share heaviest 0.88/1.00, 0.59/0.97, 0.64/0.92 for seeds 0-2, where the gradient-weighted
+# attention rollout gave 0.59/0.87, 0.60/0.83, 0.63/0.89. With two classes seed 0 passes (0.90/0.91) but
+# seeds 1 and 2 do not (0.79/0.73, 0.75/0.86; the ring class 0.31/0.45, 0.53/0.74), the absent-evidence
+# failure of vgg11 above.
+TWO_CLASS_VIT = pytest.mark.xfail(reason="two classes: the ring class decided by absent evidence, measured "
+                                         "0.79/0.73 and 0.75/0.86", strict=False)
+
+
+@pytest.mark.parametrize("classes, seed", [(3, 0), (3, 1), (3, 2), (2, 0)]
+                         + [pytest.param(2, s, marks=TWO_CLASS_VIT) for s in (1, 2)])
+def test_a_vit_map_lies_in_the_deciding_quadrant_over_initialisations(classes, seed):
+    _check_quadrant("vit_small", classes=classes, steps=400 * (classes - 1), seed=seed)
 
 
 def test_the_vit_attention_written_out_is_the_modules_own():
@@ -177,6 +203,6 @@ def test_the_vit_attention_written_out_is_the_modules_own():
     got, attn = _self_attention(mha.eval(), x)
     assert torch.allclose(got, want, atol=1e-5) and attn.shape == (3, mha.num_heads, 17, 17)
     assert torch.allclose(attn.sum(-1), torch.ones(3, mha.num_heads, 17))
-    maps = explain(m, torch.randn(2, *shape))
+    maps = explain(m, torch.randn(2, *shape), method="rollout")
     assert "rollout" in maps.method and "encoder blocks" in maps.layer and type(mha).forward is torch.nn.MultiheadAttention.forward
     assert "forward" not in vars(mha)  # the module is itself again

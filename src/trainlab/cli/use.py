@@ -104,9 +104,13 @@ def cmd_generate(args) -> int:
     return 0
 
 
+EXPLAIN_METHODS = ["auto", "layercam", "ig", "rollout"]  # inference.explain.METHODS (a test checks), not imported:
+# the CLI starts without torch
+
+
 def add_explain(sub):
-    e = sub.add_parser("explain", help="class activation maps (LayerCAM) and saliency of an image or clip "
-                                       "classifier, surprisal and attention of a language model: PNGs + HTML")
+    e = sub.add_parser("explain", help="class maps (LayerCAM; a ViT: Integrated Gradients) and saliency of an image "
+                                       "or clip classifier, surprisal and attention of a language model: PNGs + HTML")
     e.add_argument("checkpoint")
     e.add_argument("files", nargs="*", help="image or video files, or folders of them; data.* overrides "
                                              "(data.root=PATH when the run's data has moved) go anywhere on the line")
@@ -117,6 +121,9 @@ def add_explain(sub):
     e.add_argument("--limit", type=positive_int, default=16, help="samples of --split (default 16)")
     e.add_argument("--prompt", help="a language model: surprisal per token and (transformer_lm) the attention "
                                     "of every layer and head over this text")
+    e.add_argument("--method", default="auto", choices=EXPLAIN_METHODS,
+                   help="the class map: auto (LayerCAM; a ViT: Integrated Gradients at its patch embedding), "
+                        "layercam, ig (Integrated Gradients at the map's layer), rollout (a ViT's attention)")
     e.add_argument("--out", help="output folder (default: explain/, or RUN/explain for --top-losses)")
     e.set_defaults(overrides=[])  # data.* overrides: collected from FILES and after the options
     add_checkpoint_options(e)
@@ -130,7 +137,8 @@ def cmd_explain(args) -> int:
     files = [f for f in args.files if not is_override(f)]
     overrides = [*(f for f in args.files if is_override(f)), *args.overrides]
     page = explain_checkpoint(args.checkpoint, files, args.top_losses, args.split, args.limit, args.out,
-                              args.force, args.device, args.trust_class_path, args.prompt, overrides)
+                              args.force, args.device, args.trust_class_path, args.prompt, overrides,
+                               args.method)
     print(f"maps written to {page.parent} (open {page})")
     return 0
 

@@ -5,8 +5,10 @@ stage: each cell of a feature map A is weighted by the positive part of the expl
 gradient at that cell, ``relu(sum_k relu(dS/dA_k) * A_k)``, where Grad-CAM weighs a whole channel by its
 gradient averaged over the map. Both are read from a layer whose cells see only part of the image
 (``explain_layer.choose_layer``: by measured receptive field, at most half the input's side), so no
-model needs a table entry: convnet, lenet5, speednet, cifar_resnet, torchvision ResNets and VGGs, a
-ViT's patch grid, cnn_lstm's frame encoder (a map per frame) and 3D CNNs (a space-time map). Why not
+model needs a table entry: convnet, lenet5, speednet, cifar_resnet, torchvision ResNets and VGGs,
+cnn_lstm's frame encoder (a map per frame) and 3D CNNs (a space-time map). A Vision Transformer's map is
+Integrated Gradients at its patch embedding (``layer_ig``), which localised where LayerCAM there and the
+attention rollout (``explain_vit``, ``method="rollout"``) did not (docs/explain.md). Why not
 Grad-CAM at the last convolution: on synthetic images whose class is decided by one quadrant (see
 tests/test_explain.py and docs/explain.md) that choice gave 0.07 of the map's mass in the deciding
 quadrant for a ResNet-18 at 64 px and 0.37 for cifar_resnet; Grad-CAM's channel averages at a shallower
@@ -17,18 +19,25 @@ pixel, the maximum over channels. Every map is returned at input resolution, sca
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import ConfigError
 from .explain_layer import choose_layer, vit_of
 from .explain_vit import vit_rollout
 
 
 LAYERCAM = "LayerCAM (Grad-CAM family)"
 ROLLOUT = "gradient-weighted attention rollout (Chefer et al. 2021)"
+IG = "Integrated Gradients at the map's layer (captum)"
+# explain(method=...): "auto" is LayerCAM, and for a Vision Transformer Integrated Gradients at its patch
+# embedding, the method measured to localise there (docs/explain.md); "rollout" is for ViTs only
+METHODS = {"auto": None, "layercam": LAYERCAM, "ig": IG, "rollout": ROLLOUT}
+IG_STEPS = 16  # the quadrant shares did not change from 16 to 32 steps (docs/explain.md)
 
 
 @dataclass
@@ -53,12 +62,14 @@ def _scale(maps: torch.Tensor) -> torch.Tensor:
     return ((maps - lo) / (hi - lo).clamp(min=1e-12)).clamp(0, 1)
 
 
-def _resize(cam: torch.Tensor, x: torch.Tensor, clip: bool) -> torch.Tensor:
-    """Grad-CAM's [N(*T), 1, h, w] or [N, 1, t, h, w] -> [N, H, W] or [N, T, H, W]."""
+def _resize(cam: torch.Tensor, x: torch.Tensor, clip: bool, patches: bool = False) -> torch.Tensor:
+    """Grad-CAM's [N(*T), 1, h, w] or [N, 1, t, h, w] -> [N, H, W] or [N, T, H, W]. ``patches``: a ViT's
+    patch grid, each patch drawn as one block (nearest), since its value belongs to that patch alone."""
     h, w = x.shape[-2:]
     if cam.dim() == 5:  # a 3D CNN: time too
         return F.interpolate(cam, size=(x.shape[1], h, w), mode="trilinear", align_corners=False)[:, 0]
-    up = F.interpolate(cam, size=(h, w), mode="bilinear", align_corners=False)[:, 0]
+    up = F.interpolate(cam, size=(h, w), mode="nearest")[:, 0] if patches else \
+        F.interpolate(cam, size=(h, w), mode="bilinear", align_corners=False)[:, 0]
     return up.view(x.shape[0], x.shape[1], h, w) if clip else up
 
 
@@ -83,35 +94,60 @@ def layercam(forward, layer: nn.Module, x: torch.Tensor, target: torch.Tensor | 
     return logits.detach(), tb, cam.detach().float()
 
 
+def layer_ig(forward, layer: nn.Module, x: torch.Tensor, target: torch.Tensor | None):
+    """Like ``layercam``, but the map is captum's Integrated Gradients of the class score at ``layer``
+    (from the all-zero input, the data's mean after normalisation), summed over channels and kept where
+    positive: each cell's share of the score's rise from the baseline."""
+    from captum.attr import LayerIntegratedGradients
+
+    with torch.no_grad():
+        logits = forward(x)
+    tb = logits.argmax(1) if target is None else target.to(logits.device)
+    with warnings.catch_warnings():  # a frame encoder's layer has N*T rows: captum then batches N*T (same result)
+        warnings.filterwarnings("ignore", message="Internal batch size cannot be less than")
+        attr = LayerIntegratedGradients(forward, layer).attribute(x, target=tb, n_steps=IG_STEPS,
+                                                                  internal_batch_size=len(x))
+    return logits, tb, attr.detach().float().sum(1, keepdim=True).clamp(min=0)
+
+
+def _method(method: str, vit) -> str:
+    if method not in METHODS:
+        raise ConfigError(f"explain method {method!r}: choose one of {', '.join(METHODS)}")
+    if method == "rollout" and vit is None:
+        raise ConfigError("explain method 'rollout' follows a Vision Transformer's attention: this model has none")
+    return METHODS[method] or (IG if vit is not None else LAYERCAM)
+
+
 def explain(model: nn.Module, x: torch.Tensor, forward=None, target: torch.Tensor | None = None,
-            batch_size: int = 16) -> Maps:
+            batch_size: int = 16, method: str = "auto") -> Maps:
     """Maps for the inputs ``x`` ([N, C, H, W] images or [N, T, C, H, W] clips, normalised as in training).
     ``forward``: inputs -> logits (default ``model``); ``target``: the classes to explain (default the
-    predicted ones)."""
+    predicted ones); ``method``: a key of METHODS."""
     from captum.attr import Saliency
 
     forward = forward or model
     model.eval()
     clip = x.dim() == 5
     vit = vit_of(model)
-    if vit is None:
+    method = _method(method, vit)
+    draw = {LAYERCAM: layercam, IG: layer_ig}.get(method)
+    if draw is not None:
         name, layer, share = choose_layer(model, forward, x)
     out = {k: [] for k in ("pred", "prob", "target", "gradcam", "saliency")}
     for i in range(0, len(x), batch_size):
         xb = x[i:i + batch_size]
         tb = None if target is None else target[i:i + batch_size]
-        logits, tb, cam = layercam(forward, layer, xb, tb) if vit is None else vit_rollout(vit, forward, xb, tb)
+        logits, tb, cam = draw(forward, layer, xb, tb) if draw is not None else vit_rollout(vit, forward, xb, tb)
         conf, pred = logits.float().softmax(1).max(1)
         sal = Saliency(forward).attribute(xb.clone().requires_grad_(True), target=tb, abs=True)
-        out["gradcam"].append(_scale(_resize(cam, xb, clip)))
+        out["gradcam"].append(_scale(_resize(cam, xb, clip, patches=vit is not None)))
         out["saliency"].append(_scale(sal.detach().float().amax(dim=-3)))
         out["pred"].append(pred)
         out["prob"].append(conf)
         out["target"].append(tb)
     grid = "x".join(str(v) for v in cam.shape[2:])
-    where = (f"{name} ({grid} cells, each seeing {share:.0%} of the input's side)" if vit is None else
+    where = (f"{name} ({grid} cells, each seeing {share:.0%} of the input's side)" if draw is not None else
              f"the attention of {len(vit.encoder.layers)} encoder blocks ({grid} patches)")
-    method = LAYERCAM if vit is None else ROLLOUT
     return Maps(**{k: torch.cat(v) for k, v in out.items()}, layer=where, method=method)
 
 

@@ -10,7 +10,8 @@ finish whose centre cell's receptive field spans at most ``RF_SHARE`` of the inp
 measured, not looked up: the input pixels with a nonzero gradient of that cell, over four random inputs,
 so any architecture works without a table. The search is a bisection over the modules in the order they
 finish, as receptive fields grow along a network, then a look at the few modules before the boundary.
-A Vision Transformer is not read from a layer: its map is the attention rollout of ``explain_vit``.
+In a Vision Transformer the only such module is the patch embedding (``conv_proj``): attention gives every
+token after it a view of the whole image.
 """
 
 from __future__ import annotations

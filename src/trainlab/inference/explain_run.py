@@ -70,9 +70,11 @@ def _from_files(model, files: list[str]):
 
 def explain_checkpoint(checkpoint, files=(), top_losses: int | None = None, split: str | None = None,
                        limit: int = 16, out=None, force: bool = False, device: str = "cpu",
-                       trust_class_path: bool = False, prompt: str | None = None, overrides=()) -> Path:
-    """Class activation maps (LayerCAM) and saliency (a language model: surprisal and attention over ``prompt``) -> ``out``
-    (a folder); returns its index.html. ``overrides``: data.* settings for --split / --top-losses."""
+                       trust_class_path: bool = False, prompt: str | None = None, overrides=(),
+                       method: str = "auto") -> Path:
+    """Class maps (``method``: a key of inference.explain.METHODS) and saliency (a language model: surprisal
+    and attention over ``prompt``) -> ``out`` (a folder); returns its index.html. ``overrides``: data.*
+    settings for --split / --top-losses."""
     from .. import api
     from ..build import build_task
     from .explain import explain
@@ -112,7 +114,7 @@ def explain_checkpoint(checkpoint, files=(), top_losses: int | None = None, spli
         raw, x, targets = split_inputs(loader, index)
         ids = [loader.data.sample_id(i) for i in index]
     task = build_task(cfg, len(model.class_names))
-    maps = explain(model, x, forward=lambda v: task.logits(model, v))
+    maps = explain(model, x, forward=lambda v: task.logits(model, v), method=method)
     note = ("Clips: one column per sampled frame. " if x.dim() == 5 else "") + \
         "Both maps are scaled to [0, 1] per sample."
     samples = [{"sample_id": s, "target": t} for s, t in zip(ids, targets)]

@@ -6,7 +6,8 @@ only come from the patch embeddings, which localise weakly. Rollout follows the 
 relevance of token j to token i starts as the identity, and each encoder block adds its attention,
 weighted by the explained class score's gradient and kept where positive, averaged over the heads:
 ``R <- R + mean_h (grad_h * A_h)^+ @ R``. The class token's row of R over the patch tokens is the map.
-Measured on the synthetic quadrant images of tests/test_explain.py: see docs/explain.md.
+``explain(method="rollout")``. On the synthetic quadrant images of tests/test_explain.py it localised less
+well than Integrated Gradients at the patch embedding, which is therefore a ViT's default (docs/explain.md).
 
 While the map is drawn each block's ``nn.MultiheadAttention`` runs as the same computation written out
 (``_self_attention``; a test checks its output against the module's), so that its attention probabilities
