@@ -31,9 +31,9 @@ from .explain_layer import choose_layer, vit_of
 from .explain_vit import vit_rollout
 
 
-LAYERCAM = "LayerCAM (Grad-CAM family)"
-ROLLOUT = "gradient-weighted attention rollout (Chefer et al. 2021)"
-IG = "Integrated Gradients at the map's layer (captum)"
+LAYERCAM = "LayerCAM, of the Grad-CAM family"
+ROLLOUT = "gradient-weighted attention rollout, Chefer et al. 2021"
+IG = "Integrated Gradients at the map's layer, captum"
 # explain(method=...): "auto" is LayerCAM, and for a Vision Transformer Integrated Gradients at its patch
 # embedding, the method measured to localise there (docs/explain.md); "rollout" is for ViTs only
 METHODS = {"auto": None, "layercam": LAYERCAM, "ig": IG, "rollout": ROLLOUT}
