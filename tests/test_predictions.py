@@ -128,3 +128,42 @@ def test_a_comparison_folds_the_error_analysis_without_galleries(run, tmp_path):
     both, _ = write_report([run.dir, run.dir], tmp_path / "two.html")
     text = both.read_text()
     assert "Expected calibration error" in text and 'class="gallery"' not in text  # no thumbnails
+
+
+def test_explain_class_of_true_and_second_draws_those_classes_maps_and_the_report_says_so(run, tmp_path, capsys):
+    from PIL import Image
+
+    from trainlab.analysis.report import write_report
+    from trainlab.cli import main
+
+    ckpt = str(run.best_checkpoint)
+    for which in ("true", "second"):
+        out = tmp_path / which
+        assert main(["explain", ckpt, "--split", "test", "--limit", "6", "--class-of", which, "--out", str(out)]) == 0
+        index = json.loads((out / "index.json").read_text())
+        assert index["class_of"] == which and len(index["items"]) == 6
+        if which == "true":
+            assert [e["explained"] for e in index["items"]] == [e["target_name"] for e in index["items"]]
+        else:
+            assert all(e["explained"] != e["pred_name"] for e in index["items"])
+            assert "of the runner-up class over it" in (out / "index.html").read_text()
+    # the report names whose maps its gallery shows
+    assert main(["explain", ckpt, "--top-losses", "3", "--class-of", "true", "--force"]) == 0
+    assert "of the true class over the top losses" in write_report([run.dir], tmp_path / "r.html")[0].read_text()
+    png = tmp_path / "nolabel.png"  # a file outside a class-named folder has no true class
+    Image.new("L", (28, 28), 40).save(png)
+    assert main(["explain", ckpt, str(png), "--class-of", "true", "--out", str(tmp_path / "x")]) == 2
+    assert "1 input(s) have no true class, e.g." in capsys.readouterr().err
+
+
+def test_the_runner_up_is_each_inputs_second_most_probable_class():
+    import torch
+
+    from trainlab.inference.explain_run import classes_to_explain
+
+    logits = torch.tensor([[0.1, 3.0, 2.0], [5.0, -1.0, 4.0], [0.0, 1.0, 2.0]])
+    x = torch.arange(3.0).view(3, 1)
+    got = classes_to_explain(lambda v: logits[v[:, 0].long()], x, "second", [None] * 3, ["a", "b", "c"], batch_size=2)
+    assert got.tolist() == [2, 2, 1]
+    assert classes_to_explain(None, x, "pred", [None] * 3, ["a", "b", "c"]) is None
+    assert classes_to_explain(None, x, "true", [0, 2, 1], ["a", "b", "c"]).tolist() == [0, 2, 1]

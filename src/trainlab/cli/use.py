@@ -124,6 +124,9 @@ def add_explain(sub):
     e.add_argument("--method", default="auto", choices=EXPLAIN_METHODS,
                    help="the class map: auto (LayerCAM; a ViT: Integrated Gradients at its patch embedding), "
                         "layercam, ig (Integrated Gradients at the map's layer), rollout (a ViT's attention)")
+    e.add_argument("--class-of", default="pred", choices=["pred", "true", "second"],
+                   help="whose maps: the predicted class (default), the true one, or the runner-up (where a class "
+                        "decided by absent evidence was decided)")
     e.add_argument("--out", help="output folder (default: explain/, or RUN/explain for --top-losses)")
     e.set_defaults(overrides=[])  # data.* overrides: collected from FILES and after the options
     add_checkpoint_options(e)
@@ -138,7 +141,7 @@ def cmd_explain(args) -> int:
     overrides = [*(f for f in args.files if is_override(f)), *args.overrides]
     page = explain_checkpoint(args.checkpoint, files, args.top_losses, args.split, args.limit, args.out,
                               args.force, args.device, args.trust_class_path, args.prompt, overrides,
-                               args.method)
+                               args.method, args.class_of)
     print(f"maps written to {page.parent} (open {page})")
     return 0
 

@@ -62,7 +62,11 @@ def sample_panels(img: np.ndarray, cam: np.ndarray, sal: np.ndarray) -> np.ndarr
     return np.concatenate([np.pad(line, ((0, gap), (0, 0), (0, 0)), constant_values=1) for line in lines], 0)
 
 
-def write_outputs(out: Path, samples: list[dict], raws, maps, class_names: list[str], method_note: str) -> Path:
+CLASS_OF = {"pred": "the predicted class", "true": "the true class", "second": "the runner-up class"}  # --class-of
+
+
+def write_outputs(out: Path, samples: list[dict], raws, maps, class_names: list[str], method_note: str,
+                  class_of: str = "pred") -> Path:
     """One PNG per sample (``NNN_name.png``), its class-map thumbnail (``thumbs/NNN.png``), index.json and
     index.html in ``out``. ``samples``: sample_id, target (or None); ``raws``: uint8 inputs as shown."""
     out.mkdir(parents=True, exist_ok=True)
@@ -80,7 +84,8 @@ def write_outputs(out: Path, samples: list[dict], raws, maps, class_names: list[
                       "pred": pred, "pred_name": class_names[pred], "prob_pred": round(float(maps.prob[k]), 6),
                       "target": t, "target_name": class_names[t] if t is not None else None,
                       "correct": None if t is None else t == pred, "explained": class_names[int(maps.target[k])]})
-    index = {"method": maps.method, "layer": maps.layer, "note": method_note, "items": items}
+    index = {"method": maps.method, "layer": maps.layer, "class_of": class_of, "explained_class": CLASS_OF[class_of],
+             "note": method_note, "items": items}
     atomic.write_text(out / "index.json", json.dumps(index, indent=1))
     atomic.write_text(out / "index.html", _page(index))
     return out / "index.html"
@@ -101,6 +106,6 @@ def _page(index: dict) -> str:
             "img{max-width:100%;image-rendering:pixelated;border:1px solid #ddd;margin-top:.3em}"
             ".note{color:#555;font-size:.9em}</style></head><body>\n<h1>Where the network looks</h1>\n"
             f"<p class=\"note\">Each row: the input as the model saw it, the class map "
-            f"({html.escape(index['method'])}) of the explained class over it "
+            f"({html.escape(index['method'])}) of {html.escape(index['explained_class'])} over it "
             f"(read from {html.escape(index['layer'])}; red = most weight), and gradient saliency (|d score / d "
             f"pixel|). {html.escape(index['note'])}</p>\n" + "\n".join(rows) + "\n</body></html>\n")

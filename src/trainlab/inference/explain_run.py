@@ -10,6 +10,7 @@ import torch
 
 from ..errors import ConfigError, DataError
 from ..outputs import choose_output
+from .explain_page import CLASS_OF
 
 LOG = logging.getLogger("trainlab")
 
@@ -68,13 +69,35 @@ def _from_files(model, files: list[str]):
     return [str(p) for p in paths], raw, x, targets
 
 
+def classes_to_explain(forward, x: torch.Tensor, class_of: str, targets: list, ids: list[str],
+                       batch_size: int = 64) -> torch.Tensor | None:
+    """The class each input's maps are drawn for: None (the predicted one), the true one, or the
+    second most probable ("what argued for the runner-up": where a class decided by absent evidence
+    is decided, docs/explain.md)."""
+    if class_of not in CLASS_OF:
+        raise ConfigError(f"--class-of {class_of!r}: choose one of {', '.join(CLASS_OF)}")
+    if class_of == "true":
+        missing = [i for i, t in zip(ids, targets) if t is None]
+        if missing:
+            raise ConfigError(f"--class-of true: {len(missing)} input(s) have no true class, e.g. {missing[0]} "
+                              f"(a file has one in a folder named after a class)")
+        return torch.tensor(targets)
+    if class_of == "second":
+        with torch.no_grad():
+            logits = torch.cat([forward(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
+        if logits.shape[1] < 2:
+            raise ConfigError("--class-of second: the model has a single class")
+        return logits.topk(2, dim=1).indices[:, 1].cpu()
+    return None
+
+
 def explain_checkpoint(checkpoint, files=(), top_losses: int | None = None, split: str | None = None,
                        limit: int = 16, out=None, force: bool = False, device: str = "cpu",
                        trust_class_path: bool = False, prompt: str | None = None, overrides=(),
-                       method: str = "auto") -> Path:
+                       method: str = "auto", class_of: str = "pred") -> Path:
     """Class maps (``method``: a key of inference.explain.METHODS) and saliency (a language model: surprisal
     and attention over ``prompt``) -> ``out`` (a folder); returns its index.html. ``overrides``: data.*
-    settings for --split / --top-losses."""
+    settings for --split / --top-losses; ``class_of``: whose maps, a key of CLASS_OF."""
     from .. import api
     from ..build import build_task
     from .explain import explain
@@ -87,6 +110,9 @@ def explain_checkpoint(checkpoint, files=(), top_losses: int | None = None, spli
     if overrides and (files or prompt is not None):
         raise ConfigError(f"{', '.join(overrides)}: data.* overrides choose the data of --split or --top-losses; "
                           f"FILES and --prompt do not read the run's data")
+    if class_of != "pred" and prompt is not None:
+        raise ConfigError("--class-of chooses the class of an image or clip classifier's maps; a language model's "
+                          "--prompt has none")
     ckpt = Path(checkpoint)
     run_dir = ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt.parent
     default = run_dir / "explain" if top_losses is not None else Path("explain")
@@ -114,10 +140,15 @@ def explain_checkpoint(checkpoint, files=(), top_losses: int | None = None, spli
         raw, x, targets = split_inputs(loader, index)
         ids = [loader.data.sample_id(i) for i in index]
     task = build_task(cfg, len(model.class_names))
-    maps = explain(model, x, forward=lambda v: task.logits(model, v), method=method)
+
+    def forward(v):
+        return task.logits(model, v)
+
+    maps = explain(model, x, forward=forward, method=method,
+                   target=classes_to_explain(forward, x, class_of, targets, ids))
     note = ("Clips: one column per sampled frame. " if x.dim() == 5 else "") + \
         "Both maps are scaled to [0, 1] per sample."
     samples = [{"sample_id": s, "target": t} for s, t in zip(ids, targets)]
-    page = write_outputs(out, samples, raw, maps, model.class_names, note)
+    page = write_outputs(out, samples, raw, maps, model.class_names, note, class_of)
     LOG.info("explained %d input(s) (class map at %s)", len(samples), maps.layer)
     return page
