@@ -167,6 +167,19 @@ def test_gradcam_mass_lies_in_the_deciding_quadrant_for_large_and_clip_models(na
     _check_quadrant(name)
 
 
+def test_the_runner_up_map_finds_where_a_class_of_absent_evidence_was_decided():
+    """lenet5 calls a ring 'no filled square': its ring images' own maps (0.47 / 0.97) have little to
+    show, the map of the runner-up, the square class (``--class-of second``), is where the ring is."""
+    m, shape = _model("lenet5")
+    xt, yt, acc = _train(m, shape, *TRAINING["lenet5"])
+    assert acc >= 0.9
+    ring = xt[yt == 1]
+    runner_up = m(ring).topk(2, dim=1).indices[:, 1]
+    cam = explain(m, ring, target=runner_up).gradcam
+    shares = torch.stack([quadrant_mass(cam, q) for q in range(4)], 1)
+    assert float(shares[:, 0].median()) > 0.5 and float((shares.argmax(1) == 0).float().mean()) >= 0.9
+
+
 # With a third class of absent evidence (a cross in the top-left, like the distractors), one detector can no
 # longer serve two classes, and the maps of the square and ring images are measured (the third class has
 # nothing to point at). Measured on CPU (median share / share heaviest, square and ring images): vgg11 200
