@@ -149,7 +149,7 @@ def test_explain_class_of_true_and_second_draws_those_classes_maps_and_the_repor
             assert "of the runner-up class over it" in (out / "index.html").read_text()
     # the report names whose maps its gallery shows
     assert main(["explain", ckpt, "--top-losses", "3", "--class-of", "true", "--force"]) == 0
-    assert "of the true class over the top losses" in write_report([run.dir], tmp_path / "r.html")[0].read_text()
+    assert "the class maps of the true class over the top losses" in write_report([run.dir], tmp_path / "r.html")[0].read_text()
     png = tmp_path / "nolabel.png"  # a file outside a class-named folder has no true class
     Image.new("L", (28, 28), 40).save(png)
     assert main(["explain", ckpt, str(png), "--class-of", "true", "--out", str(tmp_path / "x")]) == 2

@@ -143,8 +143,8 @@ def _explained(doc: Doc, run: RunData, level: int) -> None:
                      (f"pred: {_fit(e['pred_name'])} {e['prob_pred']:.2f}", "ok" if e.get("correct") else "bad")]
             items.append((f"cam_{len(items)}.png", f.read_bytes(), lines, e["sample_id"]))
     if items:
-        doc.para(f"Where the network looks: {index.get('method', 'Grad-CAM')} of "
-                 f"{index.get('explained_class', 'the predicted class')} over the top losses (full-size maps "
-                 f"and saliency in {(run.path / 'explain').resolve()}/index.html).",
+        doc.para(f"Where the network looks: the class maps of {index.get('explained_class', 'the predicted class')} "
+                 f"over the top losses ({index.get('method', 'Grad-CAM')}; full-size maps and saliency in "
+                 f"{(run.path / 'explain').resolve()}/index.html).",
                  note=True)
         doc.gallery(items)
