@@ -91,6 +91,20 @@ def classes_to_explain(forward, x: torch.Tensor, class_of: str, targets: list, i
     return None
 
 
+def _check_sources(files, top_losses, split, prompt, overrides, class_of: str) -> None:
+    """Exactly one source of inputs, and only the options that source takes."""
+    chosen = sum([bool(files), top_losses is not None, split is not None, prompt is not None])
+    if chosen != 1:
+        raise ConfigError("explain needs exactly one of: FILES, --top-losses N, --split SPLIT (classifiers), "
+                          "--prompt TEXT (language models)")
+    if overrides and (files or prompt is not None):
+        raise ConfigError(f"{', '.join(overrides)}: data.* overrides choose the data of --split or --top-losses; "
+                          f"FILES and --prompt do not read the run's data")
+    if class_of != "pred" and prompt is not None:
+        raise ConfigError("--class-of chooses the class of an image or clip classifier's maps; a language model's "
+                          "--prompt has none")
+
+
 def explain_checkpoint(checkpoint, files=(), top_losses: int | None = None, split: str | None = None,
                        limit: int = 16, out=None, force: bool = False, device: str = "cpu",
                        trust_class_path: bool = False, prompt: str | None = None, overrides=(),
@@ -103,16 +117,7 @@ def explain_checkpoint(checkpoint, files=(), top_losses: int | None = None, spli
     from .explain import explain
     from .explain_page import write_outputs
 
-    chosen = sum([bool(files), top_losses is not None, split is not None, prompt is not None])
-    if chosen != 1:
-        raise ConfigError("explain needs exactly one of: FILES, --top-losses N, --split SPLIT (classifiers), "
-                          "--prompt TEXT (language models)")
-    if overrides and (files or prompt is not None):
-        raise ConfigError(f"{', '.join(overrides)}: data.* overrides choose the data of --split or --top-losses; "
-                          f"FILES and --prompt do not read the run's data")
-    if class_of != "pred" and prompt is not None:
-        raise ConfigError("--class-of chooses the class of an image or clip classifier's maps; a language model's "
-                          "--prompt has none")
+    _check_sources(files, top_losses, split, prompt, overrides, class_of)
     ckpt = Path(checkpoint)
     run_dir = ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt.parent
     default = run_dir / "explain" if top_losses is not None else Path("explain")
