@@ -55,6 +55,25 @@ def test_maps_have_the_input_shape_are_finite_and_not_constant(name, method):
     assert maps.method == want_method
 
 
+def test_maps_of_a_layer_followed_by_in_place_ops_equal_those_of_the_same_net_without_them():
+    from torch import nn
+
+    def net(inplace: bool):
+        torch.manual_seed(0)
+        return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(inplace=inplace), nn.Conv2d(4, 4, 3, padding=1),
+                             nn.BatchNorm2d(4), nn.ReLU(inplace=inplace), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                             nn.Linear(4, 3)).eval()
+
+    from trainlab.inference.explain import layer_ig, layercam
+
+    x = torch.randn(3, 1, 16, 16, generator=torch.Generator().manual_seed(0))
+    a, b = net(True), net(False)
+    for draw in (layercam, layer_ig):
+        for i in (0, 3):  # a convolution and a batch norm, each followed by ReLU(inplace=True) in ``a``
+            got, want = draw(a, a[i], x, None)[2], draw(b, b[i], x, None)[2]
+            assert float(want.sum()) > 0 and torch.allclose(got, want, atol=1e-6)
+
+
 def test_the_methods_the_cli_offers_are_the_ones_explain_takes_and_a_wrong_one_is_refused():
     from trainlab.cli.use import EXPLAIN_METHODS
     from trainlab.errors import ConfigError

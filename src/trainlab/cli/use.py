@@ -141,7 +141,7 @@ def cmd_explain(args) -> int:
     overrides = [*(f for f in args.files if is_override(f)), *args.overrides]
     page = explain_checkpoint(args.checkpoint, files, args.top_losses, args.split, args.limit, args.out,
                               args.force, args.device, args.trust_class_path, args.prompt, overrides,
-                               args.method, args.class_of)
+                              args.method, args.class_of)
     print(f"maps written to {page.parent} (open {page})")
     return 0
 

@@ -100,12 +100,21 @@ def layer_ig(forward, layer: nn.Module, x: torch.Tensor, target: torch.Tensor | 
     positive: each cell's share of the score's rise from the baseline."""
     from captum.attr import LayerIntegratedGradients
 
+    def guarded(v):
+        # registered after captum's own hook on ``layer``, so it runs last and hands on a copy of captum's
+        # tensor: later in-place ops (ReLU(inplace=True), ``out += identity``) change the copy, as in layercam
+        handle = layer.register_forward_hook(lambda mod, inp, out: out.clone())
+        try:
+            return forward(v)
+        finally:
+            handle.remove()
+
     with torch.no_grad():
         logits = forward(x)
     tb = logits.argmax(1) if target is None else target.to(logits.device)
     with warnings.catch_warnings():  # a frame encoder's layer has N*T rows: captum then batches N*T (same result)
         warnings.filterwarnings("ignore", message="Internal batch size cannot be less than")
-        attr = LayerIntegratedGradients(forward, layer).attribute(x, target=tb, n_steps=IG_STEPS,
+        attr = LayerIntegratedGradients(guarded, layer).attribute(x, target=tb, n_steps=IG_STEPS,
                                                                   internal_batch_size=len(x))
     return logits, tb, attr.detach().float().sum(1, keepdim=True).clamp(min=0)
 
