@@ -75,11 +75,12 @@ def test_maps_of_a_layer_followed_by_in_place_ops_equal_those_of_the_same_net_wi
 
 
 def test_the_methods_the_cli_offers_are_the_ones_explain_takes_and_a_wrong_one_is_refused():
-    from trainlab.cli.use import EXPLAIN_METHODS
+    from trainlab.cli.use import EXPLAIN_CLASS_OF, EXPLAIN_METHODS
     from trainlab.errors import ConfigError
     from trainlab.inference.explain import METHODS
+    from trainlab.inference.explain_page import CLASS_OF
 
-    assert EXPLAIN_METHODS == list(METHODS)
+    assert EXPLAIN_METHODS == list(METHODS) and EXPLAIN_CLASS_OF == list(CLASS_OF)
     m, shape = _model("convnet")
     x = torch.zeros(1, *shape)
     with pytest.raises(ConfigError, match="'rollout'.*Vision Transformer"):

@@ -17,7 +17,7 @@ from pathlib import Path
 
 SRC = Path(__file__).resolve().parent.parent / "src"
 PACKAGE = SRC / "trainlab"
-MAX_LINES = 330  # a guard; the aim is ~300 (engine/trainer.py, the loop, is the one file above it)
+MAX_LINES = 330  # a guard; the aim is ~300
 AIM_LINES = 300
 
 

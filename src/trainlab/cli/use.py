@@ -104,8 +104,10 @@ def cmd_generate(args) -> int:
     return 0
 
 
-EXPLAIN_METHODS = ["auto", "layercam", "ig", "rollout"]  # inference.explain.METHODS (a test checks), not imported:
-# the CLI starts without torch
+# inference.explain.METHODS and inference.explain_page.CLASS_OF (a test checks), not imported: the CLI starts
+# without torch
+EXPLAIN_METHODS = ["auto", "layercam", "ig", "rollout"]
+EXPLAIN_CLASS_OF = ["pred", "true", "second"]
 
 
 def add_explain(sub):
@@ -124,7 +126,7 @@ def add_explain(sub):
     e.add_argument("--method", default="auto", choices=EXPLAIN_METHODS,
                    help="the class map: auto (LayerCAM; a ViT: Integrated Gradients at its patch embedding), "
                         "layercam, ig (Integrated Gradients at the map's layer), rollout (a ViT's attention)")
-    e.add_argument("--class-of", default="pred", choices=["pred", "true", "second"],
+    e.add_argument("--class-of", default="pred", choices=EXPLAIN_CLASS_OF,
                    help="whose maps: the predicted class (default), the true one, or the runner-up (where a class "
                         "decided by absent evidence was decided)")
     e.add_argument("--out", help="output folder (default: explain/, or RUN/explain for --top-losses)")

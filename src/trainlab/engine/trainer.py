@@ -15,7 +15,6 @@ import logging
 import math
 import signal
 import time
-from dataclasses import asdict
 from pathlib import Path
 from typing import Optional
 
@@ -25,14 +24,13 @@ from torch import nn
 from ..config import Config
 from ..errors import ConfigError
 from ..tracking import MetricsWriter, RunDir
-from . import distributed
+from . import distributed, resume_state
 from ._finite import FiniteGuard, check_every, nonfinite_error
-from ._loop_state import (TrainState, callback_states, install_signal_handlers, rng_state, set_rng_state,
-                          standard_callbacks)
+from ._loop_state import TrainState, install_signal_handlers, standard_callbacks
 from .callbacks import Callback, CallbackList
 from .monitoring import BestCheckpoint
 from .progress import ProgressBar, StepTimer
-from .checkpoint import load_checkpoint, load_model_state, remove_stale_temp_files, save_checkpoint
+from .checkpoint import save_checkpoint
 from .device import autocast
 from .evaluate import evaluate_model, format_metrics
 from .final_test import final_test
@@ -101,17 +99,7 @@ class Trainer:
 
     # ------------------------------------------------------------------ checkpoints
     def checkpoint_payload(self, full: bool = True) -> dict:
-        if self.live_meter is not None:  # mid-epoch: captured here, not every step (each capture syncs)
-            # all ranks' sums: on resume rank 0 carries them and the other ranks start from zero
-            self.state.train_meter = distributed.reduce_meter(self.live_meter).state_dict()
-            self.state.task_state = self.task.state_dict()
-        payload = {"model": self.model.state_dict(), "config": self.cfg.to_dict(), "meta": self.meta,
-                   "trainer": asdict(self.state)}
-        if full:
-            payload.update(optimizer=self.optimizer.state_dict(), schedule=self.schedule.state_dict(),
-                           scaler=self.scaler.state_dict(), rng=rng_state(),
-                           callbacks=self.callbacks.state_dict())
-        return payload
+        return resume_state.checkpoint_payload(self, full)
 
     def save(self, name: str, full: bool = True) -> Optional[Path]:
         """Every rank calls this (the payload may reduce across ranks); only rank 0 has a run to write."""
@@ -123,25 +111,7 @@ class Trainer:
 
     def resume(self, path: str | Path, ckpt: Optional[dict] = None) -> None:
         """Continue from ``path`` (``ckpt``: that file already loaded onto this device)."""
-        if self.run is not None:
-            for p in remove_stale_temp_files(self.run.checkpoints):
-                LOG.info("removed %s, the unfinished write of a killed run", p.name)
-        ckpt = ckpt if ckpt is not None else load_checkpoint(path, map_location=self.device)
-        for key in ("optimizer", "schedule", "rng", "trainer"):
-            if key not in ckpt:
-                raise ConfigError(f"{path} cannot resume training: it has no '{key}' state "
-                                  f"(best.pt holds weights only; resume from last.pt)")
-        load_model_state(self.model, ckpt["model"], str(path))
-        self.optimizer.load_state_dict(ckpt["optimizer"])
-        self.schedule.load_state_dict(ckpt["schedule"])
-        self.scaler.load_state_dict(ckpt["scaler"])
-        trainer_state = dict(ckpt["trainer"])
-        self.callbacks.load_state_dict(callback_states(ckpt, trainer_state), str(path))
-        self.state = TrainState(**trainer_state)
-        set_rng_state(ckpt["rng"])
-        self._resumed = True
-        LOG.info("resumed from %s at epoch %d, batch %d, step %d", path, self.state.epoch + 1,
-                 self.state.batch, self.state.step)
+        resume_state.resume(self, path, ckpt)
 
     # ------------------------------------------------------------------ evaluation
     def evaluate(self, split: str, keep_predictions: bool = False):
